@@ -1,0 +1,32 @@
+"""polybook: where polysemantic neurons come from.
+
+The models, training loop, metrics, theory and experiments of the polybook tutorial on
+*What Causes Polysemanticity?* (Lecomte et al., arXiv 2312.03096).
+
+>>> import polybook as pb
+>>> res = pb.train(pb.TrainConfig(n=8, m=16, steps=5), device="cpu", progress=False)
+>>> tuple(res.W.shape)
+(1, 8, 16)
+"""
+
+from .experiments import EXPERIMENTS, load_result, run_experiment
+from .metrics import (
+    BAND,
+    band_mask,
+    fourth_norm,
+    polysemantic_neurons,
+    polysemantic_neurons_by_mass,
+    polysemantic_sign_pattern,
+    start_end_overlap,
+    winners,
+)
+from .models import init_weights, loss_and_grad, reconstruction, reconstruction_loss
+from .theory import (
+    expected_colliding_pairs,
+    expected_polysemantic_exact,
+    predicted_polysemantic,
+    simulate_collisions,
+)
+from .train import TrainConfig, TrainResult, resolve_device, sample_noise, train
+
+__version__ = "0.1.0"

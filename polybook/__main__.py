@@ -1,0 +1,72 @@
+"""Command line: ``python -m polybook list`` and ``python -m polybook run EXPERIMENT ...``.
+
+Bad input (unknown experiment or key, bad value) exits with status 2 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, status 2, no usage dump
+        self.exit(2, f"polybook: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m polybook", description="Run the experiments of the polybook tutorial.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("list", help="list the named experiments")
+    run = sub.add_parser("run", help="run one experiment and write DIR/result.json")
+    run.add_argument("experiment")
+    run.add_argument("--scale", choices=("book", "paper"), default="book")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config field; lists are comma-separated (m=64,128)")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    run.add_argument("--seed", type=int, default=None)
+    run.add_argument("--out", default=None, metavar="DIR", help="folder for result.json")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    show = sub.add_parser("show", help="print an experiment's config at a scale")
+    show.add_argument("experiment")
+    show.add_argument("--scale", choices=("book", "paper"), default="book")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from . import experiments
+
+    try:
+        if args.command == "list":
+            experiments._load_all()
+            width = max(len(k) for k in experiments.EXPERIMENTS)
+            for name, exp in sorted(experiments.EXPERIMENTS.items()):
+                print(f"{name:<{width}}  {exp.summary}")
+            return 0
+        exp = experiments.get_experiment(args.experiment)
+        if args.command == "show":
+            import dataclasses
+
+            print(json.dumps(dataclasses.asdict(exp.scales[args.scale]), indent=1))
+            return 0
+        if args.seed is not None and args.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {args.seed}")
+        record = experiments.run_experiment(
+            args.experiment, args.scale, args.overrides, device=args.device, seed=args.seed,
+            out=args.out, progress=not args.quiet,
+        )
+    except ValueError as err:
+        print(f"polybook: error: {err}", file=sys.stderr)
+        return 2
+    if args.out is None:
+        print(json.dumps(record["results"], indent=1))
+    else:
+        print(f"wrote {args.out.rstrip('/')}/result.json", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""One training loop for every chapter.
+
+:class:`TrainConfig` holds every knob (validated on construction) and :func:`train` runs all
+``instances`` of the model as one batched tensor program with a hand-written gradient
+(:func:`polybook.models.loss_and_grad`). The instances are independent: instance ``b`` of a
+run with ``instances = B`` gets exactly the weights it would get alone only in distribution, but
+a run is fully determined by its config (the seed included) and the device.
+
+Noise kinds (each with standard deviation ``sigma``, added to the hidden layer):
+
+- ``"bernoulli"``: +sigma or -sigma with probability 1/2 (excess kurtosis -2);
+- ``"uniform"``: uniform on [-sigma sqrt(3), sigma sqrt(3)] (excess kurtosis -1.2);
+- ``"gaussian"``: N(0, sigma^2) (excess kurtosis 0);
+- ``"laplace"``: Laplace with scale sigma / sqrt(2) (excess kurtosis +3).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from . import _validate as check
+from .models import init_weights, loss_and_grad
+
+__all__ = ["TrainConfig", "TrainResult", "train", "resolve_device", "sample_noise", "NOISE_KINDS", "OPTIMIZERS"]
+
+NOISE_KINDS = ("none", "bernoulli", "uniform", "gaussian", "laplace")
+OPTIMIZERS = ("adamw", "sgd")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run of the tied ReLU autoencoder.
+
+    Parameters
+    ----------
+    n, m : int
+        Features and neurons.
+    instances : int
+        Independent models trained side by side (different initialisations).
+    steps : int
+        Full-batch optimisation steps (every step sees all ``n`` basis inputs).
+    lr : float
+        Learning rate.
+    optimizer : {"adamw", "sgd"}
+        AdamW (betas 0.9, 0.999) or plain gradient descent.
+    l1 : float
+        Strength ``lambda`` of the L1 penalty ``lambda * sum |W_ik|`` per instance.
+    weight_decay : float
+        AdamW's decoupled weight decay. 0 by default, because the theory has none (the
+        paper's runs kept PyTorch's default 0.01). Must be 0 with ``"sgd"``.
+    noise : {"none", "bernoulli", "uniform", "gaussian", "laplace"}
+        Distribution of the hidden-layer noise.
+    sigma : float
+        Standard deviation of the noise; must be 0 when ``noise == "none"``.
+    noise_shared : bool
+        Draw one noise vector per step shared by every input and instance (the authors' code)
+        instead of independent noise per input, neuron and instance.
+    noise_draws : int
+        Average the gradient over this many independent noise draws per step.
+    interference : bool
+        ``False`` drops the off-diagonal reconstruction terms (no interference between features).
+    init_std : float, optional
+        Standard deviation of the initial weights; ``None`` means the paper's ``1/sqrt(m)``.
+    seed : int
+        Seeds the initial weights (CPU generator) and the noise.
+    """
+
+    n: int = 16
+    m: int = 32
+    instances: int = 1
+    steps: int = 1000
+    lr: float = 1e-3
+    optimizer: str = "adamw"
+    l1: float = 0.0
+    weight_decay: float = 0.0
+    noise: str = "none"
+    sigma: float = 0.0
+    noise_shared: bool = False
+    noise_draws: int = 1
+    interference: bool = True
+    init_std: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check.integer("n", self.n)
+        check.integer("m", self.m)
+        check.integer("instances", self.instances)
+        check.integer("steps", self.steps)
+        check.number("lr", self.lr, 0.0, strict=True)
+        check.choice("optimizer", self.optimizer, OPTIMIZERS)
+        check.number("l1", self.l1)
+        check.number("weight_decay", self.weight_decay)
+        if self.optimizer == "sgd" and self.weight_decay:
+            check.fail("weight_decay", self.weight_decay, "0 with optimizer 'sgd' (plain gradient descent)")
+        check.choice("noise", self.noise, NOISE_KINDS)
+        check.number("sigma", self.sigma)
+        if self.noise == "none" and self.sigma:
+            check.fail("sigma", self.sigma, "0 when noise is 'none' (choose a noise kind)")
+        if not isinstance(self.noise_shared, bool):
+            check.fail("noise_shared", self.noise_shared, "True or False")
+        check.integer("noise_draws", self.noise_draws)
+        if not isinstance(self.interference, bool):
+            check.fail("interference", self.interference, "True or False")
+        if self.init_std is not None:
+            check.number("init_std", self.init_std, 0.0, strict=True)
+        check.integer("seed", self.seed, minimum=0)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns; every tensor lives on the CPU.
+
+    Attributes
+    ----------
+    config : TrainConfig
+    W0, W : torch.Tensor
+        Initial and final weights, ``(instances, n, m)``.
+    losses : torch.Tensor
+        ``(steps, instances)`` reconstruction loss (without L1) before each update.
+    snapshots : dict[int, torch.Tensor]
+        For each requested step ``t`` (0 = before training, ``steps`` = the end), ``W`` at that
+        step or ``snapshot_fn(W)``.
+    device : str
+    seconds : float
+        Wall time of the loop.
+    """
+
+    config: TrainConfig
+    W0: torch.Tensor
+    W: torch.Tensor
+    losses: torch.Tensor
+    snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
+    device: str = "cpu"
+    seconds: float = 0.0
+
+    def summary(self) -> dict:
+        """Config and final mean loss, as plain Python values."""
+        return {"config": asdict(self.config), "final_loss": float(self.losses[-1].mean())}
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"`` picks CUDA, then Apple's MPS, then the CPU; other names are checked."""
+    check.choice("device", device, DEVICES)
+    if device == "auto":
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            device = "mps"
+        else:
+            device = "cpu"
+    elif device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device must be one that exists here, got 'cuda' (no CUDA GPU is visible)")
+    elif device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device must be one that exists here, got 'mps' (MPS is not available)")
+    return torch.device(device)
+
+
+def sample_noise(
+    kind: str,
+    sigma: float,
+    shape: tuple[int, ...],
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Draw zero-mean noise of standard deviation ``sigma`` from one of :data:`NOISE_KINDS`.
+
+    Examples
+    --------
+    >>> x = sample_noise("bernoulli", 0.1, (4,), torch.Generator().manual_seed(0))
+    >>> sorted(set(x.abs().round(decimals=6).tolist()))
+    [0.10000000149011612]
+    """
+    check.choice("kind", kind, NOISE_KINDS[1:])
+    kw = dict(generator=generator, device=device, dtype=dtype)
+    if kind == "bernoulli":
+        return (torch.randint(0, 2, shape, generator=generator, device=device).to(dtype) * 2 - 1) * sigma
+    if kind == "gaussian":
+        return torch.randn(shape, **kw) * sigma
+    if kind == "uniform":
+        return (torch.rand(shape, **kw) * 2 - 1) * (sigma * math.sqrt(3.0))
+    # Laplace by inverse CDF: sign(u) * b * -log(1 - 2|u|) with u uniform on (-1/2, 1/2).
+    u = torch.rand(shape, **kw) - 0.5
+    b = sigma / math.sqrt(2.0)
+    return -b * torch.sign(u) * torch.log1p(-2 * u.abs()).clamp(min=-80.0)
+
+
+def _optimizer(cfg: TrainConfig, W: torch.Tensor) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW([W], lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False)
+    return torch.optim.SGD([W], lr=cfg.lr)
+
+
+def train(
+    config: TrainConfig,
+    *,
+    W0: torch.Tensor | None = None,
+    snapshot_steps: Iterable[int] = (),
+    snapshot_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    desc: str | None = None,
+) -> TrainResult:
+    """Train ``config.instances`` tied ReLU autoencoders at once.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    W0 : torch.Tensor, optional
+        Initial weights ``(instances, n, m)``; default :func:`~polybook.models.init_weights`
+        with the config's seed and ``init_std``.
+    snapshot_steps : iterable of int
+        Steps in ``0..steps`` at which to record ``W`` (or ``snapshot_fn(W)``); ``t`` means
+        "after ``t`` updates".
+    snapshot_fn : callable, optional
+        Maps ``W`` (on the device) to what is stored, e.g. a metric, to save memory.
+    device : {"auto", "cpu", "cuda", "mps"}
+    progress : bool
+        Show a tqdm progress bar on stderr.
+    desc : str, optional
+        Label of the progress bar.
+
+    Returns
+    -------
+    TrainResult
+
+    Examples
+    --------
+    >>> res = train(TrainConfig(n=4, m=8, steps=10), device="cpu", progress=False)
+    >>> tuple(res.W.shape), tuple(res.losses.shape)
+    ((1, 4, 8), (10, 1))
+    """
+    cfg = config
+    dev = resolve_device(device)
+    if W0 is None:
+        W0 = init_weights(cfg.instances, cfg.n, cfg.m, seed=cfg.seed, std=cfg.init_std)
+    if tuple(W0.shape) != (cfg.instances, cfg.n, cfg.m):
+        raise ValueError(
+            f"W0 must have shape (instances, n, m) = {(cfg.instances, cfg.n, cfg.m)}, got {tuple(W0.shape)}"
+        )
+    wanted = sorted(set(int(s) for s in snapshot_steps))
+    for s in wanted:
+        if not 0 <= s <= cfg.steps:
+            raise ValueError(f"snapshot_steps must lie in 0..{cfg.steps}, got {s}")
+    record = snapshot_fn if snapshot_fn is not None else (lambda w: w.clone())
+
+    W = W0.detach().to(device=dev, dtype=torch.float32).clone().requires_grad_(True)
+    opt = _optimizer(cfg, W)
+    gen = torch.Generator(device=dev).manual_seed(cfg.seed + 1_000_003)
+    losses = torch.empty(cfg.steps, cfg.instances, device=dev)
+    snapshots: dict[int, torch.Tensor] = {}
+    noise_shape = (1, 1, cfg.m) if cfg.noise_shared else (cfg.instances, cfg.n, cfg.m)
+
+    start = time.perf_counter()
+    with torch.no_grad():
+        if 0 in wanted:
+            snapshots[0] = record(W).detach().cpu()
+        for t in tqdm(range(cfg.steps), desc=desc, disable=not progress, file=sys.stderr, mininterval=0.5, leave=False):
+            if cfg.noise == "none":
+                loss, grad = loss_and_grad(W, cfg.l1, None, cfg.interference)
+            else:
+                loss, grad = 0.0, 0.0
+                for _ in range(cfg.noise_draws):
+                    xi = sample_noise(cfg.noise, cfg.sigma, noise_shape, gen, dev)
+                    l_d, g_d = loss_and_grad(W, cfg.l1, xi, cfg.interference)
+                    loss, grad = loss + l_d, grad + g_d
+                if cfg.noise_draws > 1:
+                    loss, grad = loss / cfg.noise_draws, grad / cfg.noise_draws
+            losses[t] = loss
+            W.grad = grad
+            opt.step()
+            if t + 1 in wanted:
+                snapshots[t + 1] = record(W).detach().cpu()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    return TrainResult(
+        config=cfg,
+        W0=W0.detach().cpu().clone(),
+        W=W.detach().cpu(),
+        losses=losses.cpu(),
+        snapshots=snapshots,
+        device=str(dev),
+        seconds=seconds,
+    )

@@ -18,6 +18,7 @@ from .metrics import (
     polysemantic_neurons_by_mass,
     polysemantic_sign_pattern,
     start_end_overlap,
+    winner_initial_rank,
     winners,
 )
 from .models import init_weights, loss_and_grad, reconstruction, reconstruction_loss
@@ -27,6 +28,7 @@ from .theory import (
     predicted_polysemantic,
     simulate_collisions,
 )
-from .train import TrainConfig, TrainResult, resolve_device, sample_noise, train
+from . import plots
+from .train import TrainConfig, TrainResult, device_report, resolve_device, sample_noise, train
 
 __version__ = "0.1.0"

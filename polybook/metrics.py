@@ -16,6 +16,7 @@ __all__ = [
     "polysemantic_neurons_by_mass",
     "polysemantic_sign_pattern",
     "winners",
+    "winner_initial_rank",
     "fourth_norm",
     "start_end_overlap",
     "reconstruction_loss",
@@ -85,6 +86,26 @@ def polysemantic_sign_pattern(W: torch.Tensor, band: tuple[float, float] = BAND)
 def winners(W: torch.Tensor) -> torch.Tensor:
     """The neuron with the largest ``|W_ik|`` for each feature, shape ``W.shape[:-1]``."""
     return W.abs().argmax(dim=-1)
+
+
+def winner_initial_rank(W_start: torch.Tensor, W_end: torch.Tensor) -> torch.Tensor:
+    """Where each feature's final winning neuron stood at the start, shape ``W_end.shape[:-1]``.
+
+    0 means the final winner was the initial arg-max of ``|W_ik|`` (the "initial leader wins"
+    story), 1 the runner-up, and so on. ``(rank == 0).float().mean()`` is the fraction of
+    features won by their initial leader, ``(rank < 3)`` the fraction won from the initial top 3.
+
+    Examples
+    --------
+    >>> W0 = torch.tensor([[0.5, -0.9, 0.1]])
+    >>> winner_initial_rank(W0, torch.tensor([[0.0, -1.0, 0.0]])).tolist()
+    [0]
+    >>> winner_initial_rank(W0, torch.tensor([[1.0, 0.0, 0.0]])).tolist()
+    [1]
+    """
+    win = winners(W_end).unsqueeze(-1)  # (..., n, 1)
+    start = W_start.abs()
+    return (start > start.gather(-1, win)).sum(dim=-1)
 
 
 def fourth_norm(W: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from . import _validate as check
 from .models import init_weights, loss_and_grad
 
-__all__ = ["TrainConfig", "TrainResult", "train", "resolve_device", "sample_noise", "NOISE_KINDS", "OPTIMIZERS"]
+__all__ = ["TrainConfig", "TrainResult", "train", "resolve_device", "device_report", "sample_noise", "NOISE_KINDS", "OPTIMIZERS"]
 
 NOISE_KINDS = ("none", "bernoulli", "uniform", "gaussian", "laplace")
 OPTIMIZERS = ("adamw", "sgd")
@@ -161,6 +161,14 @@ def resolve_device(device: str = "auto") -> torch.device:
     elif device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("device must be one that exists here, got 'mps' (MPS is not available)")
     return torch.device(device)
+
+
+def device_report(device: str = "auto") -> str:
+    """One line naming the device that ``device`` resolves to (what a chapter's setup cell prints)."""
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return f"polybook will train on: cuda ({torch.cuda.get_device_name(dev)})"
+    return f"polybook will train on: {dev.type}"
 
 
 def sample_noise(

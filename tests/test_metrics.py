@@ -7,8 +7,9 @@ from polybook.metrics import (
     polysemantic_neurons_by_mass,
     polysemantic_sign_pattern,
     start_end_overlap,
-    winners,
     fourth_norm,
+    winner_initial_rank,
+    winners,
 )
 
 
@@ -74,3 +75,9 @@ def test_start_end_overlap_is_w_start_times_w_end_transposed():
     ov = start_end_overlap(A, B)
     assert ov.shape == (2, 4, 4)
     assert torch.allclose(ov[1, 2, 3], A[1, 2] @ B[1, 3])
+
+
+def test_winner_initial_rank_counts_how_many_initial_weights_beat_the_final_winner():
+    W0 = torch.tensor([[[0.3, -0.7, 0.5, 0.1], [0.2, 0.1, 0.0, -0.4]]])
+    W_end = torch.tensor([[[0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]])
+    assert winner_initial_rank(W0, W_end).tolist() == [[0, 3]]

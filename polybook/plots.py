@@ -1,0 +1,77 @@
+"""One figure style for the whole book.
+
+Call :func:`use_style` once at the top of a chapter. Colours come from :data:`PALETTE` so the
+same thing has the same hue in every chapter (Bernoulli noise is always orange, theory lines are
+always black, and so on); weight matrices use a diverging map centred on zero.
+"""
+
+from __future__ import annotations
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+
+__all__ = ["PALETTE", "WEIGHT_CMAP", "use_style", "weight_heatmap"]
+
+#: Fixed colours for recurring roles (colour-blind-safe Okabe-Ito hues).
+PALETTE = {
+    "measured": "#0072B2",  # blue: what the model did
+    "theory": "#000000",  # black: a formula
+    "theory_alt": "#999999",  # grey: a second formula
+    "paper": "#D55E00",  # vermillion: numbers reported by the paper
+    "bernoulli": "#E69F00",  # orange
+    "uniform": "#CC79A7",  # pink
+    "gaussian": "#56B4E9",  # sky blue
+    "laplace": "#009E73",  # green
+    "adamw": "#0072B2",
+    "sgd": "#D55E00",
+    "accent": "#F0E442",
+}
+
+#: Colormap for weights and overlaps: red positive, blue negative, white zero.
+WEIGHT_CMAP = "RdBu_r"
+
+
+def use_style() -> None:
+    """Set the book's matplotlib defaults (sizes for a laptop screen, light grid, no top/right spines)."""
+    mpl.rcParams.update(
+        {
+            "figure.figsize": (6.4, 4.0),
+            "figure.dpi": 110,
+            "savefig.dpi": 110,
+            "figure.constrained_layout.use": True,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "grid.linewidth": 0.6,
+            "axes.titlesize": 11,
+            "axes.labelsize": 10,
+            "legend.fontsize": 9,
+            "legend.frameon": False,
+            "xtick.labelsize": 9,
+            "ytick.labelsize": 9,
+            "lines.linewidth": 1.8,
+            "image.cmap": "viridis",
+            "animation.embed_limit": 40.0,
+        }
+    )
+
+
+def weight_heatmap(ax: plt.Axes, W, title: str | None = None, vmax: float | None = None, colorbar: bool = True):
+    """Draw an ``(n, m)`` weight matrix with a symmetric diverging colour scale.
+
+    Rows are features (``i``), columns neurons (``k``). Returns the image.
+    """
+    W = np.asarray(W)
+    vmax = float(np.abs(W).max()) if vmax is None else vmax
+    im = ax.imshow(W, cmap=WEIGHT_CMAP, vmin=-vmax, vmax=vmax, aspect="auto", interpolation="nearest")
+    ax.set_xlabel("neuron $k$")
+    ax.set_ylabel("feature $i$")
+    ax.grid(False)
+    if title:
+        ax.set_title(title)
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, shrink=0.85, label="$W_{ik}$")
+    return im
+

@@ -29,10 +29,25 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=None)
     run.add_argument("--out", default=None, metavar="DIR", help="folder for result.json")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench = sub.add_parser("bench", help="time the training step against a plain implementation")
+    bench.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="cpu")
+    bench.add_argument("--sizes", default=None, metavar="IxNxM,...",
+                       help="comma-separated sizes, e.g. 16x64x128,16x256x4096 (default: the standard set)")
+    bench.add_argument("--min-seconds", type=float, default=1.0, help="time each measurement at least this long")
     show = sub.add_parser("show", help="print an experiment's config at a scale")
     show.add_argument("experiment")
     show.add_argument("--scale", choices=("book", "paper"), default="book")
     return p
+
+
+def _parse_sizes(text: str) -> list[tuple[int, int, int]]:
+    sizes = []
+    for part in text.split(","):
+        bits = part.lower().split("x")
+        if len(bits) != 3 or not all(b.isdigit() and int(b) > 0 for b in bits):
+            raise ValueError(f"sizes must look like 16x64x128 (instances x n x m, positive), got {part!r}")
+        sizes.append(tuple(int(b) for b in bits))
+    return sizes
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,6 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             width = max(len(k) for k in experiments.EXPERIMENTS)
             for name, exp in sorted(experiments.EXPERIMENTS.items()):
                 print(f"{name:<{width}}  {exp.summary}")
+            return 0
+        if args.command == "bench":
+            from .bench import BENCH_SIZES, format_table, run_benchmark
+
+            sizes = _parse_sizes(args.sizes) if args.sizes else BENCH_SIZES
+            rows = run_benchmark(sizes, device=args.device, min_seconds=args.min_seconds)
+            print(format_table(rows))
             return 0
         exp = experiments.get_experiment(args.experiment)
         if args.command == "show":

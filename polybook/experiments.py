@@ -30,6 +30,7 @@ import torch
 from . import _validate as check
 from .metrics import polysemantic_neurons, polysemantic_neurons_by_mass, polysemantic_sign_pattern
 from .theory import expected_polysemantic_exact, predicted_polysemantic
+from .sweep import train_widths
 from .train import OPTIMIZERS, TrainConfig, resolve_device, train
 
 __all__ = [
@@ -77,7 +78,9 @@ def register(name: str, summary: str, book: Any, paper: Any) -> Callable:
 class CollisionsConfig:
     """Train the L1-regularised autoencoder for each ``m`` and count polysemantic neurons.
 
-    ``seed`` seeds the first ``m``; the ``j``-th ``m`` uses ``seed + j``.
+    ``seed`` seeds the first ``m``; the ``j``-th ``m`` uses ``seed + j``. On a GPU all widths
+    train in one batched program (:func:`polybook.sweep.train_widths`), on a CPU one after another;
+    the models are the same either way.
     """
 
     n: int = 64
@@ -120,8 +123,12 @@ def run_collisions(cfg: CollisionsConfig, device: torch.device, progress: bool =
     out: dict[str, list] = {k: [] for k in (
         "polysemantic", "polysemantic_by_mass", "mixed_sign", "same_sign", "predicted",
         "predicted_exact", "final_loss")}
-    for j, m in enumerate(cfg.m):
-        res = train(cfg.train_config(j), device=str(device), progress=progress, desc=f"collisions m={m}")
+    if device.type == "cpu":  # one loop per width: padding would only add work on a CPU
+        runs = (train(cfg.train_config(j), device=str(device), progress=progress, desc=f"collisions m={m}")
+                for j, m in enumerate(cfg.m))
+    else:  # every width in one batched program (identical models, see polybook.sweep)
+        runs = iter(train_widths(cfg.train_config(0), cfg.m, device=str(device), progress=progress))
+    for m, res in zip(cfg.m, runs):
         signs = polysemantic_sign_pattern(res.W)
         out["polysemantic"].append(polysemantic_neurons(res.W).tolist())
         out["polysemantic_by_mass"].append(polysemantic_neurons_by_mass(res.W).tolist())

@@ -16,10 +16,11 @@ Noise kinds (each with standard deviation ``sigma``, added to the hidden layer):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -33,6 +34,11 @@ __all__ = ["TrainConfig", "TrainResult", "train", "resolve_device", "device_repo
 NOISE_KINDS = ("none", "bernoulli", "uniform", "gaussian", "laplace")
 OPTIMIZERS = ("adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+
+#: Below this many multiply-adds per step (instances * n * n * m) a CPU run uses one thread:
+#: thread hand-offs cost more than they save on such small matrices (and far more when the
+#: cores are shared). The choice depends only on the shapes, so results are reproducible.
+SMALL_WORK = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -201,6 +207,20 @@ def sample_noise(
     return -b * torch.sign(u) * torch.log1p(-2 * u.abs()).clamp(min=-80.0)
 
 
+@contextlib.contextmanager
+def _cpu_threads(dev: torch.device, cfg: TrainConfig) -> Iterator[None]:
+    """Use one CPU thread for small problems (see :data:`SMALL_WORK`), restoring the setting after."""
+    before = torch.get_num_threads()
+    small = dev.type == "cpu" and cfg.instances * cfg.n * cfg.n * cfg.m < SMALL_WORK
+    if small:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if small:
+            torch.set_num_threads(before)
+
+
 def _optimizer(cfg: TrainConfig, W: torch.Tensor) -> torch.optim.Optimizer:
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW([W], lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False)
@@ -213,6 +233,7 @@ def train(
     W0: torch.Tensor | None = None,
     snapshot_steps: Iterable[int] = (),
     snapshot_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    neuron_mask: torch.Tensor | None = None,
     device: str = "auto",
     progress: bool = True,
     desc: str | None = None,
@@ -230,6 +251,11 @@ def train(
         "after ``t`` updates".
     snapshot_fn : callable, optional
         Maps ``W`` (on the device) to what is stored, e.g. a metric, to save memory.
+    neuron_mask : torch.Tensor, optional
+        ``(instances, m)`` booleans: the neurons that exist in each instance. Masked columns of
+        ``W`` start at zero and never move (their gradient is zeroed), so an instance with ``m'``
+        unmasked neurons trains exactly like a model of width ``m'``. This lets models of several
+        widths share one batched program (see :func:`polybook.sweep.train_widths`).
     device : {"auto", "cpu", "cuda", "mps"}
     progress : bool
         Show a tqdm progress bar on stderr.
@@ -259,6 +285,13 @@ def train(
         if not 0 <= s <= cfg.steps:
             raise ValueError(f"snapshot_steps must lie in 0..{cfg.steps}, got {s}")
     record = snapshot_fn if snapshot_fn is not None else (lambda w: w.clone())
+    if neuron_mask is not None:
+        if tuple(neuron_mask.shape) != (cfg.instances, cfg.m):
+            raise ValueError(
+                f"neuron_mask must have shape (instances, m) = {(cfg.instances, cfg.m)}, got {tuple(neuron_mask.shape)}"
+            )
+        keep = neuron_mask.to(device=dev, dtype=torch.float32).unsqueeze(-2)  # (instances, 1, m)
+        W0 = W0 * keep.cpu()
 
     W = W0.detach().to(device=dev, dtype=torch.float32).clone().requires_grad_(True)
     opt = _optimizer(cfg, W)
@@ -268,7 +301,7 @@ def train(
     noise_shape = (1, 1, cfg.m) if cfg.noise_shared else (cfg.instances, cfg.n, cfg.m)
 
     start = time.perf_counter()
-    with torch.no_grad():
+    with torch.no_grad(), _cpu_threads(dev, cfg):
         if 0 in wanted:
             snapshots[0] = record(W).detach().cpu()
         for t in tqdm(range(cfg.steps), desc=desc, disable=not progress, file=sys.stderr, mininterval=0.5, leave=False):
@@ -283,6 +316,8 @@ def train(
                 if cfg.noise_draws > 1:
                     loss, grad = loss / cfg.noise_draws, grad / cfg.noise_draws
             losses[t] = loss
+            if neuron_mask is not None:
+                grad = grad * keep
             W.grad = grad
             opt.step()
             if t + 1 in wanted:

@@ -1,0 +1,140 @@
+"""Benchmark: polybook's training step against the obvious implementation, in one run.
+
+The *baseline* is what one writes first: a batch of the ``n`` identity inputs through an einsum
+encoder and decoder, the loss, ``loss.backward()`` and ``torch.optim.AdamW``. *polybook* is
+:func:`polybook.train.train`: the Gram matrix ``ReLU(W W^T)`` (no identity multiply) and the
+hand-written gradient ``2 D W``. Both are timed on the same machine in the same process with the
+same optimiser, from the same initial weights, and must agree after a few steps.
+
+Throughput counts ``6 n^2 m`` flops per instance per step (the baseline's forward and backward),
+whichever implementation ran, so GFLOP/s compare like with like.
+
+Run ``python -m polybook bench`` (add ``--device cuda`` on a GPU).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .models import init_weights
+from .train import TrainConfig, resolve_device, train
+
+__all__ = ["BENCH_SIZES", "baseline_train", "bench_one", "run_benchmark", "format_table"]
+
+#: (instances, n, m): small to the paper's largest collisions model.
+BENCH_SIZES: tuple[tuple[int, int, int], ...] = (
+    (16, 64, 128),
+    (16, 64, 512),
+    (16, 128, 512),
+    (16, 256, 256),
+    (16, 256, 1024),
+    (16, 256, 4096),
+)
+
+#: Largest |difference| allowed between the two implementations' weights after a few AdamW steps
+#: from the same start (lr 1e-3): float32 rounding differs, so a few 1e-7; one Adam step that went
+#: the other way would show as about 2e-3.
+AGREEMENT_ATOL = 1e-5
+
+
+def baseline_train(W0: torch.Tensor, steps: int, lr: float, l1: float, device: torch.device) -> torch.Tensor:
+    """The plain implementation: identity batch, einsum encoder/decoder, autograd, AdamW."""
+    instances, n, m = W0.shape
+    W = W0.to(device).clone().requires_grad_(True)
+    X = torch.eye(n, device=device)  # (batch = n, n)
+    opt = torch.optim.AdamW([W], lr=lr, weight_decay=0.0)
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        h = torch.einsum("bi,kim->kbm", X, W)  # (instances, batch, m)
+        y = torch.relu(torch.einsum("kbm,kim->kbi", h, W))  # (instances, batch, n)
+        loss = ((X - y) ** 2).sum() + l1 * W.abs().sum()
+        loss.backward()
+        opt.step()
+    return W.detach()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _time(fn, device: torch.device, min_seconds: float) -> tuple[float, int]:
+    """Seconds per call of ``fn(steps)`` divided by ``steps``, growing ``steps`` to ``min_seconds``."""
+    steps = 1
+    while True:
+        _sync(device)
+        start = time.perf_counter()
+        fn(steps)
+        _sync(device)
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds or steps >= 4096:
+            return elapsed / steps, steps
+        steps *= 2 if elapsed > min_seconds / 8 else 8
+
+
+@dataclass
+class BenchRow:
+    instances: int
+    n: int
+    m: int
+    device: str
+    baseline_ms: float
+    polybook_ms: float
+    max_abs_diff: float
+
+    @property
+    def flops(self) -> float:
+        return 6.0 * self.n * self.n * self.m * self.instances
+
+    @property
+    def speedup(self) -> float:
+        return self.baseline_ms / self.polybook_ms
+
+
+def bench_one(instances: int, n: int, m: int, device: str = "cpu", min_seconds: float = 1.0,
+              check_steps: int = 5) -> BenchRow:
+    """Time both implementations at one size and check they agree after ``check_steps`` steps."""
+    dev = resolve_device(device)
+    lr, l1 = 1e-3, 1e-3
+    W0 = init_weights(instances, n, m, seed=0)
+    cfg = TrainConfig(n=n, m=m, instances=instances, steps=check_steps, lr=lr, l1=l1)
+    ours = train(cfg, W0=W0, device=str(dev), progress=False).W
+    base = baseline_train(W0, check_steps, lr, l1, dev).cpu()
+    diff = float((ours - base).abs().max())
+
+    def run_ours(steps: int) -> None:
+        train(TrainConfig(n=n, m=m, instances=instances, steps=steps, lr=lr, l1=l1), W0=W0,
+              device=str(dev), progress=False)
+
+    def run_base(steps: int) -> None:
+        baseline_train(W0, steps, lr, l1, dev)
+
+    run_ours(2), run_base(2)  # warm up kernels and allocators
+    ours_s, _ = _time(run_ours, dev, min_seconds)
+    base_s, _ = _time(run_base, dev, min_seconds)
+    return BenchRow(instances, n, m, str(dev), base_s * 1e3, ours_s * 1e3, diff)
+
+
+def run_benchmark(sizes: Sequence[tuple[int, int, int]] = BENCH_SIZES, device: str = "cpu",
+                  min_seconds: float = 1.0) -> list[BenchRow]:
+    """:func:`bench_one` for every size."""
+    return [bench_one(*size, device=device, min_seconds=min_seconds) for size in sizes]
+
+
+def format_table(rows: Sequence[BenchRow]) -> str:
+    """A plain-text table: ms per step, GFLOP/s (6 n^2 m per instance per step), speed-up, agreement."""
+    head = (f"{'device':<8}{'inst':>5}{'n':>6}{'m':>6}  {'baseline ms':>11}{'GFLOP/s':>9}  "
+            f"{'polybook ms':>11}{'GFLOP/s':>9}  {'speed-up':>8}  {'max|dW|':>8}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r.device:<8}{r.instances:>5}{r.n:>6}{r.m:>6}  {r.baseline_ms:>11.3f}{r.flops / r.baseline_ms / 1e6:>9.1f}  "
+            f"{r.polybook_ms:>11.3f}{r.flops / r.polybook_ms / 1e6:>9.1f}  {r.speedup:>7.2f}x  {r.max_abs_diff:>8.1e}"
+        )
+    ok = all(r.max_abs_diff <= AGREEMENT_ATOL for r in rows)
+    lines.append(f"weights agree after 5 AdamW steps (max |dW| <= {AGREEMENT_ATOL:g}): {'yes' if ok else 'NO'}")
+    return "\n".join(lines)

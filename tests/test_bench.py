@@ -1,0 +1,30 @@
+"""The benchmark's baseline is the same model: both implementations reach the same weights."""
+
+import subprocess
+import sys
+
+import torch
+
+from polybook.bench import AGREEMENT_ATOL, baseline_train, bench_one, format_table
+from polybook.models import init_weights
+from polybook.train import TrainConfig, train
+
+
+def test_baseline_and_polybook_reach_the_same_weights():
+    W0 = init_weights(3, 10, 24, seed=4)
+    ours = train(TrainConfig(n=10, m=24, instances=3, steps=20, lr=1e-2, l1=1e-2), W0=W0, device="cpu", progress=False).W
+    base = baseline_train(W0, 20, 1e-2, 1e-2, torch.device("cpu"))
+    assert (ours - base).abs().max() < AGREEMENT_ATOL
+
+
+def test_bench_row_reports_agreement_and_positive_timings():
+    row = bench_one(2, 8, 16, device="cpu", min_seconds=0.01)
+    assert row.max_abs_diff <= AGREEMENT_ATOL
+    assert row.baseline_ms > 0 and row.polybook_ms > 0
+    table = format_table([row])
+    assert "speed-up" in table and table.rstrip().endswith("yes")
+
+
+def test_bench_cli_rejects_malformed_sizes():
+    res = subprocess.run([sys.executable, "-m", "polybook", "bench", "--sizes", "16x64"], capture_output=True, text=True)
+    assert res.returncode == 2 and "sizes must look like 16x64x128" in res.stderr

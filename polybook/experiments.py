@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from . import _validate as check
+from .models import init_weights
 from .metrics import polysemantic_neurons, polysemantic_neurons_by_mass, polysemantic_sign_pattern
 from .theory import expected_polysemantic_exact, predicted_polysemantic
 from .sweep import train_widths
@@ -41,6 +42,7 @@ __all__ = [
     "run_experiment",
     "apply_overrides",
     "load_result",
+    "replay_collisions",
     "SCALES",
 ]
 
@@ -140,10 +142,31 @@ def run_collisions(cfg: CollisionsConfig, device: torch.device, progress: bool =
     return {"n": cfg.n, "m": list(cfg.m), **out}
 
 
+def replay_collisions(record: dict, widths: int = 1, instances: int = 2, device: str = "cpu") -> dict:
+    """Re-train a cheap slice of a stored ``collisions`` record and return both counts.
+
+    The slice is the first ``instances`` instances of the first ``widths`` widths, trained from the
+    very same initial weights (the stored run's draw, sliced). Returns ``{"stored": [...],
+    "replayed": [...]}``, one list of counts per width. On the device that made the record the
+    two agree exactly; across devices float rounding may move a borderline weight across the band.
+    """
+    if record.get("experiment") != "collisions":
+        raise ValueError(f"record must be a collisions result, got {record.get('experiment')!r}")
+    cfg = CollisionsConfig(**{**record["config"], "m": tuple(record["config"]["m"])})
+    out: dict[str, list] = {"stored": [], "replayed": []}
+    for j in range(min(widths, len(cfg.m))):
+        full = cfg.train_config(j)
+        W0 = init_weights(full.instances, full.n, full.m, seed=full.seed)[:instances]
+        res = train(dataclasses.replace(full, instances=W0.shape[0]), W0=W0, device=device, progress=False)
+        out["stored"].append(record["results"]["polysemantic"][j][:instances])
+        out["replayed"].append(polysemantic_neurons(res.W).tolist())
+    return out
+
+
 # --------------------------------------------------------------------------- experiments of other modules
 
 #: Modules that register further experiments when imported (one per chapter that adds one).
-_EXPERIMENT_MODULES: tuple[str, ...] = ()
+_EXPERIMENT_MODULES: tuple[str, ...] = ("polybook.noise",)
 
 
 def _load_all() -> None:

@@ -78,6 +78,8 @@ def _time(fn, device: torch.device, min_seconds: float) -> tuple[float, int]:
 
 @dataclass
 class BenchRow:
+    """One benchmark measurement: milliseconds per step of each implementation and their agreement."""
+
     instances: int
     n: int
     m: int

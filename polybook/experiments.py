@@ -107,7 +107,7 @@ class CollisionsConfig:
         check.integer("seed", self.seed, minimum=0)
 
     def train_config(self, j: int) -> TrainConfig:
-        """The :class:`TrainConfig` of the ``j``-th ``m``."""
+        """The :class:`~polybook.train.TrainConfig` of the ``j``-th ``m``."""
         return TrainConfig(
             n=self.n, m=self.m[j], instances=self.instances, steps=self.steps, lr=self.lr,
             optimizer=self.optimizer, l1=self.l1, weight_decay=self.weight_decay, seed=self.seed + j,

@@ -22,7 +22,7 @@ __all__ = [
     "reconstruction_loss",
 ]
 
-#: The paper's band for a "large" weight: 0.8 <= |W_ik| <= 1.2.
+#: The band of the authors' code for a large weight, ``0.8 <= |W_ik| <= 1.2``.
 BAND = (0.8, 1.2)
 
 

@@ -11,7 +11,7 @@ Notation, used everywhere in polybook:
 
 Because the inputs are the ``n`` basis vectors, all ``n`` reconstructions at once are
 ``ReLU(W W^T)`` (the Gram matrix), which is how polybook computes them: never through a batch
-of identity inputs. The loss of one instance is the summed squared error
+of identity inputs. The loss of one instance is the summed squared error::
 
     L(W) = sum_{i,j} (delta_ij - ReLU(W_j . (W_i + xi_i)))^2 + l1 * sum_{i,k} |W_ik|.
 

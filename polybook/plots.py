@@ -28,7 +28,7 @@ PALETTE = {
     "accent": "#F0E442",
 }
 
-#: Colormap for weights and overlaps: red positive, blue negative, white zero.
+#: Colormap for weights and overlaps (red positive, blue negative, white zero).
 WEIGHT_CMAP = "RdBu_r"
 
 

@@ -31,7 +31,9 @@ from .models import init_weights, loss_and_grad
 
 __all__ = ["TrainConfig", "TrainResult", "train", "resolve_device", "device_report", "sample_noise", "NOISE_KINDS", "OPTIMIZERS"]
 
+#: The hidden-layer noise distributions (``"none"`` switches noise off).
 NOISE_KINDS = ("none", "bernoulli", "uniform", "gaussian", "laplace")
+#: The optimisers, AdamW and plain (full-batch) gradient descent.
 OPTIMIZERS = ("adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -58,7 +60,7 @@ class TrainConfig:
     optimizer : {"adamw", "sgd"}
         AdamW (betas 0.9, 0.999) or plain gradient descent.
     l1 : float
-        Strength ``lambda`` of the L1 penalty ``lambda * sum |W_ik|`` per instance.
+        Strength ``lambda`` of the L1 penalty ``lambda * sum_ik |W_ik|`` per instance.
     weight_decay : float
         AdamW's decoupled weight decay. 0 by default, because the theory has none (the
         paper's runs kept PyTorch's default 0.01). Must be 0 with ``"sgd"``.
@@ -131,7 +133,7 @@ class TrainResult:
         Initial and final weights, ``(instances, n, m)``.
     losses : torch.Tensor
         ``(steps, instances)`` reconstruction loss (without L1) before each update.
-    snapshots : dict[int, torch.Tensor]
+    snapshots : dict
         For each requested step ``t`` (0 = before training, ``steps`` = the end), ``W`` at that
         step or ``snapshot_fn(W)``.
     device : str

@@ -1,0 +1,35 @@
+"""Small fixes to the HTML the book's theme stack produces, so a reader's console stays clean.
+
+- sphinx-thebe's inline configuration script ends up twice on every page, and the second
+  ``const THEBE_JS_URL`` is a JavaScript error: keep one copy of each script per page.
+- On a first visit the theme reads an empty colour mode from local storage and logs an error
+  before falling back to "auto": start from "auto" instead.
+"""
+
+from __future__ import annotations
+
+MODE_SCRIPT = (
+    "try { if (!localStorage.getItem('mode')) { localStorage.setItem('mode', 'auto'); } "
+    "document.documentElement.dataset.mode = localStorage.getItem('mode'); } catch (e) {}"
+)
+
+
+def _dedupe_scripts(app, pagename, templatename, context, doctree):
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen, unique = set(), []
+    for js in scripts:
+        attrs = getattr(js, "attributes", {}) or {}  # an inline script has filename None or ""
+        key = (str(getattr(js, "filename", js) or ""), tuple(sorted((k, str(v)) for k, v in attrs.items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(js)
+    context["script_files"] = unique
+
+
+def setup(app):
+    app.add_js_file(None, body=MODE_SCRIPT, priority=1)
+    # Late, after the themes have added their own scripts to the page.
+    app.connect("html-page-context", _dedupe_scripts, priority=990)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

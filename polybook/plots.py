@@ -38,6 +38,9 @@ def use_style() -> None:
         {
             "figure.figsize": (6.4, 4.0),
             "figure.dpi": 110,
+            # Opaque white, so figures stay readable in the book's dark theme.
+            "figure.facecolor": "white",
+            "savefig.facecolor": "white",
             "savefig.dpi": 110,
             "figure.constrained_layout.use": True,
             "axes.spines.top": False,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
@@ -17,7 +18,8 @@ from nbclient import NotebookClient
 def execute(path: str, timeout: int = 1800) -> float:
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": "book"}}).execute()
+    folder = str(Path(path).resolve().parent)  # run where nbval runs it: beside the notebook
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": folder}}).execute()
     seconds = time.perf_counter() - start
     nbformat.write(nb, path)
     return seconds

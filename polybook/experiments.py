@@ -166,7 +166,7 @@ def replay_collisions(record: dict, widths: int = 1, instances: int = 2, device:
 # --------------------------------------------------------------------------- experiments of other modules
 
 #: Modules that register further experiments when imported (one per chapter that adds one).
-_EXPERIMENT_MODULES: tuple[str, ...] = ("polybook.noise",)
+_EXPERIMENT_MODULES: tuple[str, ...] = ("polybook.noise", "polybook.sparsification", "polybook.superposition")
 
 
 def _load_all() -> None:

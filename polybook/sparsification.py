@@ -1,0 +1,601 @@
+"""How L1 regularisation sparsifies an encoding: the forces, the winner-take-all dynamic, its speed.
+
+Two normalisations meet here.
+
+- The **package loss** (what :func:`polybook.train` minimises) is the summed squared error
+  ``sum_{i,j} (delta_ij - ReLU(W_j . W_i))^2 + l1 * sum |W_ik|``. Its negative gradient on the
+  encoding ``W_i`` is the sum of three forces (:func:`forces`)::
+
+      4 (1 - ||W_i||^2) W_i  -  4 sum_{j != i} ReLU(W_i . W_j) W_j  -  l1 sign(W_i)
+      feature benefit           interference                          regularisation
+
+- The **paper's normalisation** drops the factor 4: ``dW_i/dt = (1 - ||W_i||^2) W_i - ... -
+  lam sign(W_i)``. Gradient descent on the package loss with learning rate ``lr`` and L1
+  strength ``l1`` is the Euler scheme of the paper's flow with time step ``dt = 4 lr`` and
+  ``lam = l1 / 4``.
+
+For one feature (no interference) every weight that is still alive moves by the same affine map,
+``w_k(t) = A(t) (w_k(0) - B(t))``, where the feature benefit multiplies (``A``) and the penalty
+subtracts (``B``): a weight is alive at time ``t`` exactly when ``|w_k(0)| > B(t)``. So
+:func:`simulate_affine` runs the dynamics of ``m`` weights on the sorted initial magnitudes with
+prefix sums, in ``O(log m)`` per step, and reproduces the plain Euler loop
+:func:`simulate_euler` survivor for survivor. All simulation quantities are in the paper's
+normalisation and work on magnitudes ``|w_k|`` (the sign of a weight never changes).
+
+Two experiments live here: ``sparsification`` (simulation, predictions and training curves of
+one feature's sparsification) and ``winners`` (how often a feature's initial leader wins, under
+gradient descent and AdamW, with interference and without).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import _validate as check
+from .experiments import register
+from .train import TrainConfig, train
+
+__all__ = [
+    "forces",
+    "initial_magnitudes",
+    "Trajectory",
+    "simulate_euler",
+    "simulate_affine",
+    "paper_survivors",
+    "paper_l1",
+    "relative_variance_of_excess",
+    "ThresholdPrediction",
+    "threshold_prediction",
+    "training_summary",
+    "SparsificationConfig",
+    "run_sparsification",
+    "dominance",
+    "WinnersConfig",
+    "winner_record",
+    "run_winners",
+    "winners_of",
+]
+
+
+# --------------------------------------------------------------------------- the forces
+
+
+def forces(W: torch.Tensor, l1: float = 0.0) -> dict[str, torch.Tensor]:
+    """The three forces on every encoding, for the package loss (their sum is minus the gradient).
+
+    Parameters
+    ----------
+    W : torch.Tensor
+        ``(instances, n, m)`` or ``(n, m)``.
+    l1 : float
+        Strength of the L1 penalty ``l1 * sum |W_ik|``.
+
+    Returns
+    -------
+    dict
+        ``"benefit"`` ``4 (1 - ||W_i||^2) W_i``; ``"interference"``
+        ``-4 sum_{j != i} ReLU(W_i . W_j) W_j``; ``"regularisation"`` ``-l1 sign(W_i)``; each
+        shaped like ``W``.
+
+    Examples
+    --------
+    >>> from polybook.models import loss_and_grad
+    >>> W = torch.tensor([[0.6, 0.0, 0.3], [0.5, -0.4, 0.0]])
+    >>> f = forces(W, l1=0.1)
+    >>> (100 * f["interference"]).round().tolist()  # W_0 . W_1 = 0.3 > 0: pushed apart
+    [[-60.0, 48.0, -0.0], [-72.0, -0.0, -36.0]]
+    >>> bool(torch.allclose(f["benefit"] + f["interference"] + f["regularisation"], -loss_and_grad(W, 0.1)[1]))
+    True
+    """
+    P = W @ W.transpose(-1, -2)  # (instances, n, n): P_ij = W_i . W_j
+    norm2 = torch.diagonal(P, dim1=-2, dim2=-1).unsqueeze(-1)  # (instances, n, 1)
+    off = torch.relu(P) * (1 - torch.eye(W.shape[-2], dtype=W.dtype, device=W.device))
+    return {
+        "benefit": 4 * (1 - norm2) * W,
+        "interference": -4 * (off @ W),
+        "regularisation": -l1 * torch.sign(W),
+    }
+
+
+# --------------------------------------------------------------------------- simulating one feature
+
+
+def initial_magnitudes(m: int, c: float = 0.9, seed: int = 0) -> np.ndarray:
+    """``|w_k(0)|`` for ``w_k(0) ~ N(0, c^2/m)``, ``k < m``, as float64 (the paper's simulation start)."""
+    check.integer("m", m)
+    check.number("c", c, 0.0, strict=True)
+    w = np.random.default_rng(seed).standard_normal(m)
+    np.abs(w, out=w)
+    w *= c / math.sqrt(m)
+    return w
+
+
+@dataclass
+class Trajectory:
+    """One feature's sparsification, recorded after every step (index ``s`` = after ``s`` steps).
+
+    Attributes
+    ----------
+    t : np.ndarray
+        ``(steps + 1,)`` times ``s * dt``.
+    survivors : np.ndarray
+        ``(steps + 1,)`` number of weights still alive, ``m'(t)``.
+    l1 : np.ndarray
+        ``(steps + 1,)`` ``||w||_1``.
+    l2sq : np.ndarray
+        ``(steps + 1,)`` ``||w||_2^2``.
+    seconds : float
+        Wall time of the simulation loop (sorting and prefix sums included).
+    """
+
+    t: np.ndarray
+    survivors: np.ndarray
+    l1: np.ndarray
+    l2sq: np.ndarray
+    seconds: float = 0.0
+
+    @property
+    def relative_variance(self) -> np.ndarray:
+        """Variance over mean squared of the surviving magnitudes: ``m' ||w||_2^2 / ||w||_1^2 - 1``."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self.survivors * self.l2sq / self.l1**2 - 1
+
+    def last_alone(self) -> float:
+        """First time at which a single weight is left (``nan`` if never)."""
+        idx = np.flatnonzero(self.survivors <= 1)
+        return float(self.t[idx[0]]) if idx.size else math.nan
+
+
+def _check_sim(lam: float, dt: float, steps: int) -> None:
+    check.number("lam", lam, 0.0, strict=True)
+    check.number("dt", dt, 0.0, strict=True)
+    check.integer("steps", steps)
+
+
+def simulate_euler(w0: np.ndarray, lam: float, dt: float, steps: int) -> Trajectory:
+    """The reference: Euler steps of ``dw_k/dt = (1 - ||w||^2) w_k - lam`` on every weight.
+
+    A weight is dropped for good as soon as a step takes it to zero or below. Costs ``O(m')``
+    per step.
+
+    Parameters
+    ----------
+    w0 : np.ndarray
+        ``(m,)`` positive initial magnitudes.
+    lam, dt : float
+        L1 strength and time step (paper normalisation).
+    steps : int
+
+    Examples
+    --------
+    >>> tr = simulate_euler(np.array([0.8, 0.3, 0.1]), lam=0.1, dt=0.5, steps=20)
+    >>> tr.survivors[[0, 1, 5, 20]].tolist()
+    [3, 3, 2, 1]
+    """
+    _check_sim(lam, dt, steps)
+    start = time.perf_counter()
+    w = np.asarray(w0, dtype=np.float64).copy()
+    if np.any(w <= 0):
+        raise ValueError("w0 must hold positive magnitudes")
+    survivors = np.empty(steps + 1, dtype=np.int64)
+    l1 = np.empty(steps + 1)
+    l2sq = np.empty(steps + 1)
+    survivors[0], l1[0], l2sq[0] = w.size, w.sum(), w @ w
+    for s in range(1, steps + 1):
+        a = 1.0 - w @ w  # feature benefit factor 1 - ||w||^2
+        w = w + dt * (a * w - lam)
+        w = w[w > 0]
+        survivors[s], l1[s], l2sq[s] = w.size, w.sum(), w @ w
+    return Trajectory(np.arange(steps + 1) * dt, survivors, l1, l2sq, time.perf_counter() - start)
+
+
+def simulate_affine(w0: np.ndarray, lam: float, dt: float, steps: int) -> Trajectory:
+    """The same dynamics as :func:`simulate_euler`, in ``O(log m)`` per step.
+
+    An Euler step maps every alive weight by ``w -> (1 + dt a) w - dt lam`` with the same ``a``,
+    so ``w_k(t) = A (w_k(0) - B)`` with ``A <- A (1 + dt a)`` and ``B <- B + dt lam / A``; the alive
+    weights are those with ``w_k(0) > B``. With the initial magnitudes sorted (largest first) and
+    their prefix sums ``S1[k] = sum_{top k} w0``, ``S2[k] = sum_{top k} w0^2``, the norms of the
+    ``k`` alive weights are ``||w||_1 = A (S1[k] - B k)`` and
+    ``||w||_2^2 = A^2 (S2[k] - 2 B S1[k] + B^2 k)``; ``k`` is found by binary search, and only on
+    steps where ``B`` has passed the smallest alive weight.
+
+    Parameters and returns as :func:`simulate_euler`.
+
+    Examples
+    --------
+    >>> w0 = np.array([0.8, 0.3, 0.1])
+    >>> a, e = simulate_affine(w0, 0.1, 0.5, 20), simulate_euler(w0, 0.1, 0.5, 20)
+    >>> bool(np.array_equal(a.survivors, e.survivors)), bool(np.allclose(a.l1, e.l1))
+    (True, True)
+    """
+    _check_sim(lam, dt, steps)
+    start = time.perf_counter()
+    asc = np.sort(np.asarray(w0, dtype=np.float64))  # ascending: asc[m - k] is the k-th largest
+    m = asc.size
+    if m == 0 or asc[0] <= 0:
+        raise ValueError("w0 must be a non-empty array of positive magnitudes")
+    desc = asc[::-1]
+    S1 = np.zeros(m + 1)
+    S2 = np.zeros(m + 1)
+    np.cumsum(desc, out=S1[1:])  # sums over the largest first: small sums stay accurate
+    np.cumsum(desc * desc, out=S2[1:])
+    del desc
+
+    A, B, k = 1.0, 0.0, m
+    s1, s2 = float(S1[k]), float(S2[k])
+    smallest = float(asc[m - k])  # the next weight to die has this initial magnitude
+    surv = [k]
+    l1 = [s1]
+    l2sq = [s2]
+    step_mul = dt * lam
+    for _ in range(steps):
+        sq = A * A * (s2 - 2.0 * B * s1 + B * B * k) if k else 0.0
+        A *= 1.0 + dt * (1.0 - sq)
+        B += step_mul / A
+        if k and B >= smallest:  # some weights died this step: binary search for the new k
+            k = m - int(np.searchsorted(asc, B, side="right"))
+            s1, s2 = float(S1[k]), float(S2[k])
+            smallest = float(asc[m - k]) if k else math.inf
+        surv.append(k)
+        if k:
+            l1.append(A * (s1 - B * k))
+            l2sq.append(A * A * (s2 - 2.0 * B * s1 + B * B * k))
+        else:
+            l1.append(0.0)
+            l2sq.append(0.0)
+    seconds = time.perf_counter() - start
+    return Trajectory(np.arange(steps + 1) * dt, np.array(surv, dtype=np.int64), np.array(l1), np.array(l2sq), seconds)
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+def paper_survivors(t, m: int, lam: float) -> np.ndarray:
+    """The paper's prediction ``m'(t) = 1 / (1/sqrt(m) + lam t)^2``."""
+    return 1.0 / (1.0 / math.sqrt(m) + lam * np.asarray(t, dtype=np.float64)) ** 2
+
+
+def paper_l1(t, m: int, lam: float) -> np.ndarray:
+    """The paper's prediction ``||w||_1(t) = 1 / (1/sqrt(m) + lam t)``."""
+    return 1.0 / (1.0 / math.sqrt(m) + lam * np.asarray(t, dtype=np.float64))
+
+
+_SQRT2PI = math.sqrt(2.0 * math.pi)
+
+
+def _tail_moments(beta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For ``X ~ N(0, 1)``: ``P(|X| > b)``, ``E[(|X| - b)_+]`` and ``E[(|X| - b)_+^2]`` at ``b = beta``."""
+    beta = np.asarray(beta, dtype=np.float64)
+    Q = 0.5 * np.array([math.erfc(b / math.sqrt(2.0)) for b in beta.ravel()]).reshape(beta.shape)
+    phi = np.exp(-0.5 * beta**2) / _SQRT2PI
+    return 2 * Q, 2 * (phi - beta * Q), 2 * ((1 + beta**2) * Q - beta * phi)
+
+
+def relative_variance_of_excess(beta) -> np.ndarray:
+    """Relative variance of ``|X| - b`` given ``|X| > b``, ``X ~ N(0, 1)``, at ``b = beta``.
+
+    ``pi/2 - 1`` at ``beta = 0`` (a half-normal), rising to 1 as ``beta`` grows (the excess over a
+    high threshold is nearly exponential).
+
+    Examples
+    --------
+    >>> [round(float(v), 4) for v in relative_variance_of_excess([0.0, 8.0])]
+    [0.5708, 0.9725]
+    """
+    p, e1, e2 = _tail_moments(np.asarray(beta, dtype=np.float64))
+    return p * e2 / e1**2 - 1
+
+
+@dataclass
+class ThresholdPrediction:
+    """The moving-threshold prediction of :func:`threshold_prediction` at the requested times."""
+
+    t: np.ndarray
+    survivors: np.ndarray
+    l1: np.ndarray
+    l2sq: np.ndarray
+    relative_variance: np.ndarray
+    threshold: np.ndarray  # B(t), in units of the initial weights
+
+
+def threshold_prediction(t, m: int, lam: float, c: float = 0.9, grid: int = 4000) -> ThresholdPrediction:
+    """Predict ``m'(t)``, ``||w||_1(t)``, ``||w||_2^2(t)`` and the relative variance, with no free constant.
+
+    The weights alive at time ``t`` are the initial magnitudes above a moving threshold ``B``,
+    shifted and scaled: ``w = A (w(0) - B)``. For ``m`` Gaussian initial weights of standard
+    deviation ``sigma = c / sqrt(m)`` and ``beta = B / sigma``, the law of large numbers gives
+    ``m' = m P(|X| > beta)``, ``||w||_1 = A m sigma E[(|X| - beta)_+]`` and
+    ``||w||_2^2 = A^2 m sigma^2 E[(|X| - beta)_+^2]``. The balance
+    ``1 - ||w||_2^2 = lam ||w||_1`` fixes ``A`` for each ``B``, and ``dB/dt = lam / A`` gives
+    ``t(B) = (1 / lam) int_0^B A dB'``. The short initial transient in which the norm first
+    reaches balance is ignored.
+
+    Parameters
+    ----------
+    t : array_like
+        Times (paper normalisation), ``>= 0``.
+    m : int
+    lam : float
+    c : float
+        Initial weights ``N(0, c^2/m)``.
+    grid : int
+        Points of the ``beta`` grid for the integral (trapezoid rule).
+    """
+    check.integer("m", m)
+    check.number("lam", lam, 0.0, strict=True)
+    t = np.asarray(t, dtype=np.float64)
+    sigma = c / math.sqrt(m)
+    beta_max = math.sqrt(2 * math.log(2 * m)) + 3.0  # well past m' = 1
+    beta = np.linspace(0.0, beta_max, grid)
+    p, e1, e2 = _tail_moments(beta)
+    S1 = m * sigma * e1
+    S2 = m * sigma**2 * e2
+    A = 2.0 / (lam * S1 + np.sqrt((lam * S1) ** 2 + 4 * S2))  # root of S2 A^2 + lam S1 A - 1 = 0
+    B = beta * sigma
+    tB = np.concatenate([[0.0], np.cumsum(0.5 * (A[1:] + A[:-1]) * np.diff(B))]) / lam
+    b = np.interp(t, tB, beta)
+    p, e1, e2 = _tail_moments(b)
+    a = np.interp(t, tB, A)
+    return ThresholdPrediction(
+        t=t,
+        survivors=m * p,
+        l1=a * m * sigma * e1,
+        l2sq=a * a * m * sigma**2 * e2,
+        relative_variance=p * e2 / e1**2 - 1,
+        threshold=b * sigma,
+    )
+
+
+# --------------------------------------------------------------------------- training
+
+
+def training_summary(W: torch.Tensor, alive_above: float) -> torch.Tensor:
+    """Per encoding: the alive weights (``|W_ik| > alive_above``), their L1 norm and ``||W_i||_2^2``.
+
+    Returns ``(instances, n, 3)``; a ``snapshot_fn`` for :func:`polybook.train`. Under
+    gradient descent with the L1 subgradient a dead weight does not stop at zero: it zig-zags
+    around it with steps of about one L1 step ``lr * l1`` (plus the small pushes of the other
+    forces). So ``alive_above = 2 lr l1`` separates the survivors, and the L1 norm sums the
+    survivors only (the dead weights' zig-zag would add about ``m lr l1 / 2`` to it).
+
+    Examples
+    --------
+    >>> training_summary(torch.tensor([[0.5, -0.3, 1e-4]]), alive_above=1e-3).tolist()
+    [[2.0, 0.800000011920929, 0.3400000035762787]]
+    """
+    a = W.abs()
+    alive = a > alive_above
+    return torch.stack([alive.sum(-1).to(W.dtype), (a * alive).sum(-1), (W * W).sum(-1)], dim=-1)
+
+
+# --------------------------------------------------------------------------- the experiment
+
+
+@dataclass(frozen=True)
+class SparsificationConfig:
+    """Sparsification of single features (simulated) and of a trained autoencoder (measured).
+
+    Setting ``j`` has ``m[j]`` neurons and L1 strength ``lam[j]`` (paper normalisation) and runs
+    to time ``horizon / lam[j]`` with Euler steps ``dt``. ``euler[j]`` also runs the step-by-step
+    reference loop (for the survivor-by-survivor comparison and the timing); ``train[j]`` also
+    trains an autoencoder with ``train_n`` features by gradient descent with ``lr = dt / 4``
+    and ``l1 = 4 lam[j]`` (the same flow, in the package's normalisation), from
+    ``N(0, c^2/m)`` like the simulation. Trajectories are stored at ``points`` log-spaced times.
+    """
+
+    m: tuple[int, ...] = (10_000, 100_000)
+    lam: tuple[float, ...] = (1e-3, 1e-5)
+    euler: tuple[bool, ...] = (True, False)
+    train: tuple[bool, ...] = (True, False)
+    c: float = 0.9
+    dt: float = 0.5
+    horizon: float = 2.5
+    train_n: int = 4
+    points: int = 160
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check.integers("m", self.m)
+        k = len(self.m)
+        for name in ("lam", "euler", "train"):
+            v = getattr(self, name)
+            if not isinstance(v, tuple) or len(v) != k:
+                check.fail(name, v, f"a tuple with one entry per m ({k})")
+        for v in self.lam:
+            check.number("lam", v, 0.0, strict=True)
+        for name in ("euler", "train"):
+            if not all(isinstance(b, bool) for b in getattr(self, name)):
+                check.fail(name, getattr(self, name), "a tuple of true/false")
+        check.number("c", self.c, 0.0, strict=True)
+        check.number("dt", self.dt, 0.0, strict=True)
+        check.number("horizon", self.horizon, 0.0, strict=True)
+        check.integer("train_n", self.train_n)
+        check.integer("points", self.points, minimum=2)
+        check.integer("seed", self.seed, minimum=0)
+
+    def steps(self, j: int) -> int:
+        return int(round(self.horizon / self.lam[j] / self.dt))
+
+
+def _log_steps(steps: int, points: int) -> np.ndarray:
+    return np.unique(np.concatenate([[0], np.geomspace(1, steps, points).round().astype(np.int64)]))
+
+
+def _rounded(x, digits: int = 6) -> list:
+    return [float(f"{v:.{digits}g}") for v in np.asarray(x, dtype=np.float64).tolist()]
+
+
+@register(
+    "sparsification",
+    "one feature under L1: affine simulation vs Euler vs theory vs training",
+    book=SparsificationConfig(),
+    paper=SparsificationConfig(
+        m=(10_000, 100_000, 100_000_000), lam=(1e-3, 1e-5, 1e-5), euler=(True, True, False),
+        train=(True, True, False)),
+)
+def run_sparsification(cfg: SparsificationConfig, device: torch.device, progress: bool = True) -> dict:
+    """Per setting: simulated and predicted trajectories, the Euler check, and training curves."""
+    settings = []
+    for j, (m, lam) in enumerate(zip(cfg.m, cfg.lam)):
+        steps = cfg.steps(j)
+        w0 = initial_magnitudes(m, cfg.c, cfg.seed + j)
+        sim = simulate_affine(w0, lam, cfg.dt, steps)
+        idx = _log_steps(steps, cfg.points)
+        t = sim.t[idx]
+        theory = threshold_prediction(t, m, lam, cfg.c)
+        late = sim.t >= 3.0
+        rec = {
+            "m": m, "lam": lam, "steps": steps, "t": _rounded(t),
+            "survivors": sim.survivors[idx].tolist(), "l1": _rounded(sim.l1[idx]),
+            "l2sq": _rounded(sim.l2sq[idx], 10), "relative_variance": _rounded(sim.relative_variance[idx]),
+            "paper_survivors": _rounded(paper_survivors(t, m, lam)), "paper_l1": _rounded(paper_l1(t, m, lam)),
+            "theory_survivors": _rounded(theory.survivors), "theory_l1": _rounded(theory.l1),
+            "theory_relative_variance": _rounded(theory.relative_variance),
+            "balance_ratio_range": _rounded([
+                ((1 - sim.l2sq[late & (sim.survivors > 0)]) / (lam * sim.l1[late & (sim.survivors > 0)])).min(),
+                ((1 - sim.l2sq[late & (sim.survivors > 0)]) / (lam * sim.l1[late & (sim.survivors > 0)])).max()]),
+            "last_alone": sim.last_alone(), "affine_seconds": round(sim.seconds, 3),
+        }
+        del w0
+        if cfg.euler[j]:
+            ref = simulate_euler(initial_magnitudes(m, cfg.c, cfg.seed + j), lam, cfg.dt, steps)
+            rec["euler_seconds"] = round(ref.seconds, 3)
+            rec["euler_same_survivors_every_step"] = bool(np.array_equal(ref.survivors, sim.survivors))
+            rec["euler_max_rel_l1_gap"] = float(f"{np.max(np.abs(ref.l1 - sim.l1) / np.maximum(ref.l1, 1e-300)):.3g}")
+        if cfg.train[j]:
+            lr, l1 = cfg.dt / 4, 4 * lam
+            tc = TrainConfig(n=cfg.train_n, m=m, steps=steps, lr=lr, optimizer="sgd", l1=l1,
+                             init_std=cfg.c / math.sqrt(m), seed=cfg.seed + j)
+            res = train(tc, snapshot_steps=idx.tolist(), device=str(device), progress=progress,
+                        snapshot_fn=lambda W: training_summary(W, 2 * lr * l1), desc=f"sparsification m={m}")
+            snaps = torch.stack([res.snapshots[int(s)] for s in idx])  # (points, instances, n, 3)
+            snaps = snaps.reshape(len(idx), -1, 3).double()
+            rec["train"] = {
+                "n": cfg.train_n, "lr": lr, "l1": l1, "alive_above": 2 * lr * l1,
+                "survivors": _rounded(snaps[..., 0].mean(1)), "l1_norm": _rounded(snaps[..., 1].mean(1)),
+                "l2sq": _rounded(snaps[..., 2].mean(1), 10),
+                "survivors_per_feature": snaps[-1, :, 0].long().tolist(),
+                "seconds": round(res.seconds, 2),
+            }
+        settings.append(rec)
+    return {"c": cfg.c, "dt": cfg.dt, "settings": settings}
+
+
+# --------------------------------------------------------------------------- which neuron wins
+
+
+def dominance(W: torch.Tensor) -> torch.Tensor:
+    """Share of each encoding's squared norm on its largest weight, ``max_k W_ik^2 / ||W_i||^2``.
+
+    1 for a one-hot encoding; a feature counts as settled on one neuron when it exceeds 0.9.
+    """
+    sq = W * W
+    return sq.max(-1).values / sq.sum(-1).clamp_min(torch.finfo(W.dtype).tiny)
+
+
+@dataclass(frozen=True)
+class WinnersConfig:
+    """Does each feature's initial leader (largest ``|W_ik(0)|``) end as its only neuron?
+
+    For each ``m`` and optimiser: train ``instances`` autoencoders with ``n`` features (with
+    interference) and ``n * instances`` single features (``n = 1``: no interference; this is
+    exactly what ``interference=False`` computes, feature by feature). AdamW uses ``adamw_lr``,
+    ``adamw_l1``, ``adamw_steps``; gradient descent ``sgd_lr``, ``sgd_l1``, ``sgd_steps``. The
+    ``j``-th ``m`` uses seed ``seed + j``. Winners are recorded at ``points`` log-spaced steps.
+    """
+
+    n: int = 64
+    m: tuple[int, ...] = (128, 256, 512)
+    instances: int = 2
+    adamw_lr: float = 1e-3
+    adamw_l1: float = 1e-3
+    adamw_steps: int = 6000
+    sgd_lr: float = 0.05
+    sgd_l1: float = 0.01
+    sgd_steps: int = 3000
+    points: int = 24
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check.integer("n", self.n)
+        check.integers("m", self.m)
+        check.integer("instances", self.instances)
+        for name in ("adamw_lr", "sgd_lr"):
+            check.number(name, getattr(self, name), 0.0, strict=True)
+        for name in ("adamw_l1", "sgd_l1"):
+            check.number(name, getattr(self, name))
+        for name in ("adamw_steps", "sgd_steps"):
+            check.integer(name, getattr(self, name))
+        check.integer("points", self.points, minimum=2)
+        check.integer("seed", self.seed, minimum=0)
+
+    def train_config(self, j: int, optimizer: str, single: bool) -> TrainConfig:
+        """The run for the ``j``-th ``m``, ``optimizer``, with interference or as single features."""
+        lr, l1, steps = (getattr(self, f"{optimizer}_{k}") for k in ("lr", "l1", "steps"))
+        n, inst = (1, self.n * self.instances) if single else (self.n, self.instances)
+        return TrainConfig(n=n, m=self.m[j], instances=inst, steps=steps, lr=lr, l1=l1,
+                           optimizer=optimizer, seed=self.seed + j)
+
+
+def winner_record(W0: torch.Tensor, snapshots: dict[int, torch.Tensor]) -> dict:
+    """Leader statistics from ``W0`` and snapshots of ``torch.stack([winners, dominance], -1)``.
+
+    Returns the final fractions of features won by the initial leader (``leader``), by one of
+    the initial top 3 (``top3``), settled on one neuron (``settled``: dominance > 0.9), and
+    whose arg-max did not change over the second half of the run (``stable``: the winner is
+    decided); and, over the recorded ``steps``, the fraction whose current arg-max is still the
+    initial leader (``leader_curve``) and is already the final winner (``final_curve``).
+    """
+    steps = sorted(snapshots)
+    win = torch.stack([snapshots[s][..., 0].long() for s in steps])  # (points, instances, n)
+    lead = W0.abs().argmax(-1)  # (instances, n)
+    final = win[-1]
+    rank = (W0.abs() > W0.abs().gather(-1, final.unsqueeze(-1))).sum(-1)
+    half = [k for k, s in enumerate(steps) if 2 * s >= steps[-1]]
+    stable = (win[half] == final).all(0)
+    return {
+        "leader": round(float((rank == 0).double().mean()), 4),
+        "stable": round(float(stable.double().mean()), 4),
+        "top3": round(float((rank < 3).double().mean()), 4),
+        "settled": round(float((snapshots[steps[-1]][..., 1] > 0.9).double().mean()), 4),
+        "steps": steps,
+        "leader_curve": [round(float(v), 4) for v in (win == lead).double().mean((1, 2))],
+        "final_curve": [round(float(v), 4) for v in (win == final).double().mean((1, 2))],
+    }
+
+
+@register(
+    "winners",
+    "how often the initial leader of a feature wins, SGD vs AdamW, with and without interference",
+    book=WinnersConfig(),
+    paper=WinnersConfig(n=256, m=(512, 1024, 2048, 4096), instances=4, adamw_steps=10000, sgd_steps=6000),
+)
+def run_winners(cfg: WinnersConfig, device: torch.device, progress: bool = True) -> dict:
+    """Per ``m``, optimiser and regime (``"interference"`` or ``"single"``): :func:`winner_record`."""
+    out: dict = {"n": cfg.n, "m": list(cfg.m), "runs": []}
+    for j, m in enumerate(cfg.m):
+        for opt in ("sgd", "adamw"):
+            for single in (False, True):
+                tc = cfg.train_config(j, opt, single)
+                snaps = _log_steps(tc.steps, cfg.points).tolist()
+                res = train(tc, snapshot_steps=snaps, device=str(device), progress=progress,
+                            snapshot_fn=lambda W: torch.stack([winners_of(W), dominance(W)], -1),
+                            desc=f"winners m={m} {opt}{' single' if single else ''}")
+                rec = winner_record(res.W0, res.snapshots)
+                rec["same_sign"] = round(float(
+                    (torch.sign(res.W0.gather(-1, res.W.abs().argmax(-1, keepdim=True)))
+                     == torch.sign(res.W.gather(-1, res.W.abs().argmax(-1, keepdim=True)))).double().mean()), 4)
+                out["runs"].append({"m": m, "optimizer": opt, "regime": "single" if single else "interference",
+                                    "features": tc.n * tc.instances, **rec})
+    return out
+
+
+def winners_of(W: torch.Tensor) -> torch.Tensor:
+    """The arg-max of ``|W_ik|`` per feature as a float tensor (to stack with :func:`dominance`)."""
+    return W.abs().argmax(-1).to(W.dtype)

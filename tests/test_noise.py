@@ -1,0 +1,183 @@
+"""polybook.noise: noise moments, the expected squared ReLU, batched training, the experiment."""
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import polybook as pb
+from polybook import noise as nz
+
+
+@pytest.mark.parametrize("kind", nz.FAMILIES)
+def test_exact_moments_match_one_million_samples(kind):
+    exact = nz.noise_moments(kind, 0.1)
+    mc = nz.sample_moments(kind, 0.1, samples=1_000_000, seed=1)
+    assert abs(mc["mean"]) < 5 * 0.1 / math.sqrt(1e6)
+    assert mc["variance"] == pytest.approx(exact["variance"], rel=0.01)
+    # the sample excess kurtosis has standard error about sqrt(Var(xi^4)) / sigma^4 / sqrt(N) <= 0.03 (Laplace)
+    assert mc["excess_kurtosis"] == pytest.approx(exact["excess_kurtosis"], abs=0.15)
+
+
+def test_excess_kurtosis_ordering_is_bernoulli_uniform_gaussian_laplace():
+    values = [nz.EXCESS_KURTOSIS[k] for k in nz.FAMILIES]
+    assert values == sorted(values) == [-2.0, -1.2, 0.0, 3.0]
+
+
+@pytest.mark.parametrize("kind", nz.FAMILIES)
+def test_projection_cumulants_match_monte_carlo(kind):
+    w = np.array([0.8, -0.4, 0.3, 0.2, -0.1, 0.05, 0.0, 0.25])
+    exact = nz.projection_cumulants(w, kind, 0.2)
+    xi = pb.sample_noise(kind, 0.2, (2_000_000, len(w)), torch.Generator().manual_seed(2), dtype=torch.float64)
+    z = (xi @ torch.as_tensor(w)).numpy()
+    var = z.var()
+    k4 = (z**4).mean() - 3 * var**2
+    assert var == pytest.approx(exact["variance"], rel=0.01)
+    assert k4 == pytest.approx(exact["fourth_cumulant"], abs=0.05 * 0.2**4 + 0.05 * abs(exact["fourth_cumulant"]))
+
+
+def test_one_hot_encoding_passes_the_noise_kurtosis_through_and_a_spread_one_dilutes_it():
+    one_hot = np.eye(16)[0]
+    flat = np.full(16, 0.25)
+    assert nz.projection_cumulants(one_hot, "bernoulli", 0.1)["excess_kurtosis"] == pytest.approx(-2.0)
+    assert nz.projection_cumulants(flat, "bernoulli", 0.1)["excess_kurtosis"] == pytest.approx(-2.0 / 16)
+
+
+def test_gaussian_relu_square_matches_monte_carlo():
+    a = np.array([-0.2, -0.05, 0.0, 0.1])
+    w = np.array([0.6, 0.8])
+    mc, se = nz.relu_sq_monte_carlo(a, w, "gaussian", 0.1, samples=400_000, seed=3)
+    assert np.all(np.abs(mc - nz.relu_sq_gaussian(a, 0.1)) < 5 * se + 1e-12)
+
+
+@pytest.mark.parametrize("kind", nz.FAMILIES)
+def test_at_zero_overlap_every_symmetric_noise_costs_half_the_variance(kind):
+    w = np.random.default_rng(0).normal(size=16) / 4
+    s2 = nz.projection_cumulants(w, kind, 0.1)["variance"]
+    assert nz.relu_sq_edgeworth(0.0, w, kind, 0.1) == pytest.approx(s2 / 2)
+    mc, se = nz.relu_sq_monte_carlo([0.0], w, kind, 0.1, samples=400_000, seed=4)
+    assert abs(mc[0] - s2 / 2) < 5 * se[0]
+
+
+def test_bernoulli_exact_sum_agrees_with_monte_carlo():
+    w = np.array([0.7, -0.5, 0.4, 0.3, 0.1])
+    a = np.array([-0.1, 0.0, 0.05])
+    exact = nz.relu_sq_bernoulli_exact(a, w, 0.2)
+    mc, se = nz.relu_sq_monte_carlo(a, w, "bernoulli", 0.2, samples=400_000, seed=5)
+    assert np.all(np.abs(mc - exact) < 5 * se + 1e-12)
+
+
+def test_bernoulli_penalty_vanishes_once_the_overlap_is_below_minus_sigma_times_l1_norm():
+    w = np.array([0.9, 0.3, -0.2])
+    bound = 0.1 * np.abs(w).sum()
+    assert nz.relu_sq_bernoulli_exact([-bound - 1e-9], w, 0.1)[0] == 0.0
+    assert nz.relu_sq_bernoulli_exact([-bound + 0.01], w, 0.1)[0] > 0.0
+
+
+def test_edgeworth_is_close_for_a_spread_encoding_and_beats_the_gaussian_value():
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=16)
+    w /= np.linalg.norm(w)
+    a = np.array([-0.15, -0.1, -0.05, 0.05])
+    exact = nz.relu_sq_bernoulli_exact(a, w, 0.1)
+    edge = nz.relu_sq_edgeworth(a, w, "bernoulli", 0.1)
+    gauss = nz.relu_sq_gaussian(a, 0.1)
+    assert np.all(np.abs(edge - exact) < np.abs(gauss - exact))
+    assert np.all(np.abs(edge - exact) < 0.15 * exact)
+
+
+def test_the_sign_of_the_correction_follows_the_kurtosis_for_a_negative_overlap():
+    w = np.array([0.9, 0.3, 0.2, 0.2])
+    gauss = nz.relu_sq_edgeworth(-0.1, w, "gaussian", 0.1)
+    assert nz.relu_sq_edgeworth(-0.1, w, "bernoulli", 0.1) < nz.relu_sq_edgeworth(-0.1, w, "uniform", 0.1) < gauss
+    assert nz.relu_sq_edgeworth(-0.1, w, "laplace", 0.1) > gauss
+
+
+def _configs(steps=200, draws=1):
+    return [
+        pb.TrainConfig(n=4, m=8, instances=i, steps=steps, lr=0.02, optimizer="sgd", noise=f, sigma=s,
+                       noise_shared=sh, noise_draws=draws, seed=seed)
+        for i, f, s, sh, seed in [(2, "bernoulli", 0.1, False, 0), (3, "gaussian", 0.15, True, 1),
+                                  (1, "laplace", 0.07, False, 2), (2, "uniform", 0.1, True, 0)]
+    ]
+
+
+@pytest.mark.parametrize("draws", [1, 3])
+def test_train_together_gives_what_train_gives_config_by_config(draws):
+    configs = _configs(draws=draws)
+    together = nz.train_together(configs, snapshot_steps=[0, 50, 200], device="cpu", progress=False)
+    for cfg, res in zip(configs, together):
+        alone = pb.train(cfg, snapshot_steps=[0, 50, 200], device="cpu", progress=False)
+        assert torch.equal(res.W0, alone.W0)
+        # batched matrix products round differently from unbatched ones; 200 steps stay within 1e-5
+        torch.testing.assert_close(res.W, alone.W, atol=1e-5, rtol=0)
+        torch.testing.assert_close(res.losses, alone.losses, atol=1e-5, rtol=1e-5)
+        assert sorted(res.snapshots) == [0, 50, 200]
+        torch.testing.assert_close(res.snapshots[200], alone.W, atol=1e-5, rtol=0)
+
+
+def test_train_together_accepts_different_learning_rates():
+    a, b = _configs(steps=50)[:2]
+    b = dataclasses.replace(b, lr=0.01)
+    res = nz.train_together([a, b], device="cpu", progress=False)
+    torch.testing.assert_close(res[1].W, pb.train(b, device="cpu", progress=False).W, atol=1e-5, rtol=0)
+
+
+def test_train_together_restores_the_thread_count():
+    before = torch.get_num_threads()
+    nz.train_together(_configs(steps=3), device="cpu", progress=False)
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("change,needle", [
+    (dict(steps=7), "steps must be the same in every config"),
+    (dict(optimizer="adamw"), "optimizer must be 'sgd'"),
+    (dict(noise_draws=2), "noise_draws must be the same"),
+])
+def test_train_together_rejects_configs_that_cannot_share_a_program(change, needle):
+    configs = _configs(steps=5)
+    configs[1] = dataclasses.replace(configs[1], **change)
+    with pytest.raises(ValueError, match=needle):
+        nz.train_together(configs, device="cpu", progress=False)
+
+
+def test_log_steps_start_at_zero_end_at_steps_and_increase():
+    s = nz.log_steps(100_000, 60)
+    assert s[0] == 0 and s[1] == 1 and s[-1] == 100_000
+    assert all(x < y for x, y in zip(s, s[1:]))
+
+
+def test_noise_config_rejects_an_unknown_family():
+    with pytest.raises(ValueError, match="family must be one of"):
+        nz.NoiseConfig(families=("bernoulli", "cauchy"))
+
+
+def test_paper_scale_is_the_papers_setting():
+    from polybook.experiments import get_experiment
+
+    cfg = get_experiment("noise").scales["paper"]
+    assert (cfg.n, cfg.m, cfg.instances, cfg.steps, cfg.lr) == (8, 16, 5, 100_000, 0.02)
+    assert cfg.sigmas == (0.07, 0.1, 0.15) and {"bernoulli", "gaussian"} <= set(cfg.families)
+
+
+def test_tiny_noise_experiment_writes_curves_and_summaries(tmp_path):
+    rec = pb.run_experiment(
+        "noise", "book",
+        {"steps": 40, "separate_steps": 20, "draws": 2, "count_instances": 2, "instances": 2, "snapshots": 5},
+        device="cpu", out=tmp_path, progress=False,
+    )
+    again = json.loads((tmp_path / "result.json").read_text())
+    assert again["results"] == json.loads(json.dumps(rec["results"]))
+    runs = rec["results"]["runs"]
+    assert len(runs) == 4 * 3 + 2 * 3 + 1
+    first = runs[0]
+    assert first["steps"][0] == 0 and first["steps"][-1] == 40
+    assert len(first["mean"]) == len(first["steps"]) and len(first["per_instance"][0]) == 2
+    assert len(first["fourth_norm"]) == 2
+    variants = {r["variant"] for r in rec["results"]["separate"]}
+    assert variants == {"one draw", "2 draws", "lr / 2"}
+    slow = [r for r in rec["results"]["separate"] if r["variant"] == "lr / 2"][0]
+    assert slow["steps"][-1] == 40 and slow["time"][-1] == pytest.approx(40 * 0.01)

@@ -4,9 +4,16 @@
   ``const THEBE_JS_URL`` is a JavaScript error: keep one copy of each script per page.
 - On a first visit the theme reads an empty colour mode from local storage and logs an error
   before falling back to "auto": start from "auto" instead.
+- Matplotlib's ``to_jshtml()`` animations link Font Awesome 4 from a CDN for their button icons;
+  the theme already bundles Font Awesome (whose ``fa`` classes the buttons use), so drop the
+  link: the page then needs no network.
 """
 
 from __future__ import annotations
+
+import re
+
+CDN_FONT_AWESOME = re.compile(r'<link rel="stylesheet"\s+href="https://[^"]*font-awesome[^"]*\.css">\s*')
 
 MODE_SCRIPT = (
     "try { if (!localStorage.getItem('mode')) { localStorage.setItem('mode', 'auto'); } "
@@ -28,8 +35,15 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree):
     context["script_files"] = unique
 
 
+def _drop_cdn_font_awesome(app, pagename, templatename, context, doctree):
+    body = context.get("body")
+    if body and "font-awesome" in body:
+        context["body"] = CDN_FONT_AWESOME.sub("", body)
+
+
 def setup(app):
     app.add_js_file(None, body=MODE_SCRIPT, priority=1)
     # Late, after the themes have added their own scripts to the page.
     app.connect("html-page-context", _dedupe_scripts, priority=990)
+    app.connect("html-page-context", _drop_cdn_font_awesome)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -19,7 +19,11 @@ def execute(path: str, timeout: int = 1800) -> float:
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     folder = str(Path(path).resolve().parent)  # run where nbval runs it: beside the notebook
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": folder}}).execute()
+    # No widget state: the published page has no kernel, and the state would make the page load
+    # the widget manager from a CDN. Each explorer has a static figure of its default instead.
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=False,
+                   resources={"metadata": {"path": folder}}).execute()
+    nb.metadata.pop("widgets", None)
     seconds = time.perf_counter() - start
     nbformat.write(nb, path)
     return seconds

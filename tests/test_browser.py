@@ -66,9 +66,10 @@ def site(tmp_path_factory):
     html = ROOT / "_build" / "html"
     if not all((html / f"{p}.html").exists() for p in PAGES):
         out = tmp_path_factory.mktemp("book")
-        subprocess.run([sys.executable, "-m", "jupyter_book.cli.main", "build", "--path-output", str(out), str(ROOT)],
-                       check=True, capture_output=True)
+        jb = Path(sys.executable).with_name("jupyter-book")
+        subprocess.run([str(jb), "build", "--path-output", str(out), str(ROOT)], check=True, capture_output=True)
         html = out / "_build" / "html"
+    assert (html / "index.html").exists(), f"no built book in {html}"
     handler = functools.partial(_QuietHandler, directory=str(html))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -98,6 +99,7 @@ def test_page_renders_for_a_reader(page_name, site, browser, shots):
     errors: list[str] = []
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("response", lambda r: errors.append(f"HTTP {r.status} for {r.url}") if r.status >= 400 else None)
     page.goto(f"{site}/{page_name}.html", wait_until="networkidle")
 
     # Equations: MathJax finished and left no raw TeX delimiters in the rendered math.

@@ -64,7 +64,7 @@ __all__ = [
     "explorer_figure",
 ]
 
-#: Excess kurtosis ``E[xi^4] / sigma^4 - 3`` of each noise kind of :func:`polybook.sample_noise`.
+#: Excess kurtosis ``E[xi^4] / sigma^4 - 3`` of each noise kind of :func:`polybook.train.sample_noise`.
 EXCESS_KURTOSIS = {"bernoulli": -2.0, "uniform": -1.2, "gaussian": 0.0, "laplace": 3.0}
 
 #: The noise kinds, in order of excess kurtosis.
@@ -95,7 +95,7 @@ def noise_moments(kind: str, sigma: float) -> dict[str, float]:
 
 
 def sample_moments(kind: str, sigma: float, samples: int = 1_000_000, seed: int = 0) -> dict[str, float]:
-    """The same four numbers estimated from ``samples`` draws of :func:`polybook.sample_noise`."""
+    """The same four numbers estimated from ``samples`` draws of :func:`polybook.train.sample_noise`."""
     check.integer("samples", samples, minimum=2)
     x = sample_noise(kind, sigma, (samples,), torch.Generator().manual_seed(seed), dtype=torch.float64)
     mean = float(x.mean())
@@ -430,7 +430,7 @@ class NoiseConfig:
     def train_config(self, family: str, sigma: float, shared: bool = False, instances: int | None = None,
                      seed: int | None = None, steps: int | None = None, lr: float | None = None,
                      draws: int = 1) -> TrainConfig:
-        """The :class:`TrainConfig` of one run (defaults from this config)."""
+        """The :class:`~polybook.train.TrainConfig` of one run (defaults from this config)."""
         return TrainConfig(
             n=self.n, m=self.m, instances=self.instances if instances is None else instances,
             steps=self.steps if steps is None else steps, lr=self.lr if lr is None else lr,

@@ -224,7 +224,14 @@ def _cpu_threads(dev: torch.device, cfg: TrainConfig) -> Iterator[None]:
 
 
 def _optimizer(cfg: TrainConfig, W: torch.Tensor) -> torch.optim.Optimizer:
+    """AdamW or SGD for ``W``; on CUDA, AdamW's fused kernel (one launch per step, not ~10).
+
+    On the CPU the fused kernel is also faster but rounds differently from the reference
+    implementation, so the CPU keeps the reference one and the book's numbers stay put.
+    """
     if cfg.optimizer == "adamw":
+        if W.device.type == "cuda":
+            return torch.optim.AdamW([W], lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
         return torch.optim.AdamW([W], lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False)
     return torch.optim.SGD([W], lr=cfg.lr)
 

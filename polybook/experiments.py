@@ -20,7 +20,7 @@ import sys
 import time
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from .models import init_weights
 from .metrics import polysemantic_neurons, polysemantic_neurons_by_mass, polysemantic_sign_pattern
 from .theory import expected_polysemantic_exact, predicted_polysemantic
 from .sweep import train_widths
-from .train import OPTIMIZERS, TrainConfig, resolve_device, train
+from .train import OPTIMIZERS, TrainConfig, TrainResult, resolve_device, train
 
 __all__ = [
     "Experiment",
@@ -122,14 +122,19 @@ class CollisionsConfig:
 )
 def run_collisions(cfg: CollisionsConfig, device: torch.device, progress: bool = True) -> dict:
     """Per ``m``: band-rule and by-mass counts per instance, their sign split, the predictions."""
-    out: dict[str, list] = {k: [] for k in (
-        "polysemantic", "polysemantic_by_mass", "mixed_sign", "same_sign", "predicted",
-        "predicted_exact", "final_loss")}
     if device.type == "cpu":  # one loop per width: padding would only add work on a CPU
         runs = (train(cfg.train_config(j), device=str(device), progress=progress, desc=f"collisions m={m}")
                 for j, m in enumerate(cfg.m))
     else:  # every width in one batched program (identical models, see polybook.sweep)
         runs = iter(train_widths(cfg.train_config(0), cfg.m, device=str(device), progress=progress))
+    return summarise_collisions(cfg, runs)
+
+
+def summarise_collisions(cfg: CollisionsConfig, runs: Iterable[TrainResult]) -> dict:
+    """The ``results`` of the collisions experiment from its trained runs (one per ``m``)."""
+    out: dict[str, list] = {k: [] for k in (
+        "polysemantic", "polysemantic_by_mass", "mixed_sign", "same_sign", "predicted",
+        "predicted_exact", "final_loss")}
     for m, res in zip(cfg.m, runs):
         signs = polysemantic_sign_pattern(res.W)
         out["polysemantic"].append(polysemantic_neurons(res.W).tolist())

@@ -21,7 +21,6 @@ mostly Python overhead), each exactly as :func:`polybook.train` would. The ``noi
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import sys
@@ -44,7 +43,7 @@ from .metrics import (
 )
 from .models import init_weights, loss_and_grad
 from .theory import expected_polysemantic_exact, predicted_polysemantic
-from .train import NOISE_KINDS, TrainConfig, TrainResult, resolve_device, sample_noise
+from .train import TrainConfig, TrainResult, resolve_device, sample_noise
 
 __all__ = [
     "EXCESS_KURTOSIS",

@@ -19,10 +19,9 @@ def execute(path: str, timeout: int = 1800) -> float:
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     folder = str(Path(path).resolve().parent)  # run where nbval runs it: beside the notebook
-    # No widget state: the published page has no kernel, and the state would make the page load
-    # the widget manager from a CDN. Each explorer has a static figure of its default instead.
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=False,
-                   resources={"metadata": {"path": folder}}).execute()
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": folder}}).execute()
+    # Drop the widget state: the published page has no kernel, and the state would make it load the
+    # widget manager from a CDN. Each explorer has a static figure of its default instead.
     nb.metadata.pop("widgets", None)
     seconds = time.perf_counter() - start
     nbformat.write(nb, path)

@@ -1,0 +1,188 @@
+"""The collisions chapter's helpers: the sweep, the slope fit, stored results, start-to-end summaries."""
+
+import json
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import polybook as pb  # noqa: E402
+from polybook import collisions as co  # noqa: E402
+
+TINY = {"n": 8, "m": (8, 16), "instances": 3, "steps": 60, "lr": 1e-2, "l1": 1e-2}
+
+
+def test_train_sweep_gives_exactly_the_registered_experiments_numbers():
+    cfg = co.sweep_config("book", TINY)
+    mine = co.sweep_record(cfg, co.train_sweep(cfg, device="cpu"))
+    theirs = pb.run_experiment("collisions", "book", TINY, device="cpu", progress=False)["results"]
+    assert mine == theirs
+
+
+def test_count_stats_mean_sem_and_percentiles():
+    s = co.count_stats([[0, 2, 4, 6], [5, 5, 5, 5]])
+    assert s["mean"].tolist() == [3.0, 5.0]
+    assert math.isclose(s["sem"][0], np.std([0, 2, 4, 6], ddof=1) / 2)
+    assert s["sem"][1] == 0.0
+    assert s["p16"][0] < s["mean"][0] < s["p84"][0]
+    with pytest.raises(ValueError, match="instances >= 2"):
+        co.count_stats([1, 2, 3])
+
+
+def test_slope_fit_recovers_a_power_law_and_its_interval_covers_the_truth():
+    rng = np.random.default_rng(0)
+    m = np.array([64, 128, 256, 512, 1024])
+    lam = 1000.0 / m  # Poisson counts with mean proportional to 1/m
+    counts = rng.poisson(lam[:, None], size=(len(m), 400))
+    fit = co.fit_loglog_slope(m, counts, boot=500, seed=1)
+    assert fit.lo < -1.0 < fit.hi
+    assert abs(fit.slope + 1) < 0.05
+    assert 0 < fit.se < 0.05
+    # the interval narrows with more instances
+    few = co.fit_loglog_slope(m, counts[:, :25], boot=500, seed=1)
+    assert few.hi - few.lo > fit.hi - fit.lo
+
+
+def test_slope_fit_refuses_zero_means():
+    with pytest.raises(ValueError, match="must be > 0"):
+        co.fit_loglog_slope([1, 2], [[0, 0], [1, 1]])
+
+
+def _synthetic_record(n=16, ms=(16, 32, 64), instances=4):
+    rng = np.random.default_rng(0)
+    counts = [rng.poisson(n * n / (4 * m), size=instances).tolist() for m in ms]
+    return {
+        "experiment": "collisions",
+        "scale": "paper",
+        "config": {"n": n, "m": list(ms), "instances": instances},
+        "results": {
+            "n": n, "m": list(ms), "polysemantic": counts, "polysemantic_by_mass": counts,
+            "mixed_sign": counts, "same_sign": [[0] * instances for _ in ms],
+            "predicted": [n * n / (4 * m) for m in ms],
+            "predicted_exact": [pb.expected_polysemantic_exact(n, m) for m in ms],
+            "final_loss": [0.0 for _ in ms],
+        },
+        "provenance": {"device": "cuda (synthetic)"},
+    }
+
+
+def test_paper_record_is_loaded_when_present_and_none_otherwise(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert co.load_paper_record() is None
+    folder = tmp_path / "results" / "collisions-paper"
+    folder.mkdir(parents=True)
+    record = _synthetic_record()
+    (folder / "result.json").write_text(json.dumps(record))
+    loaded = co.load_paper_record()
+    assert loaded == record
+    assert co.load_paper_record(folder) == record
+    rows = co.law_rows(loaded)
+    assert [r["m"] for r in rows] == [16, 32, 64]
+    assert rows[0]["predicted"] == 4.0
+    assert math.isclose(rows[1]["ratio"], rows[1]["mean"] / 2.0)
+    fit = co.fit_loglog_slope(loaded["results"]["m"], loaded["results"]["polysemantic"], boot=50)
+    fig, ax = plt.subplots()
+    co.plot_law(ax, loaded, label="paper scale", fit=fit)
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    plt.close(fig)
+
+
+def test_paper_record_is_found_from_the_repository_root_too(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "book" / "results" / "collisions-paper"
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps(_synthetic_record()))
+    assert co.load_paper_record()["scale"] == "paper"
+
+
+def test_loading_a_record_of_another_experiment_is_an_error(tmp_path):
+    bad = _synthetic_record()
+    bad["experiment"] = "noise"
+    (tmp_path / "result.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="'collisions' record"):
+        co.load_paper_record(tmp_path)
+
+
+def test_correspondence_summary_counts_leaders_signs_and_pairs():
+    # Feature 0 and 1 lead on neuron 0 with opposite signs and keep it; feature 2 leads on neuron 1
+    # with + but ends on neuron 2 (its runner-up) with +.
+    W0 = torch.tensor([[[0.5, 0.1, 0.0], [-0.4, 0.2, 0.1], [0.1, 0.6, 0.3]]])
+    W = torch.tensor([[[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])
+    s = co.correspondence_summary(W0, W)
+    assert math.isclose(s["leader_wins"], 2 / 3)
+    assert s["top3"] == 1.0
+    assert s["sign_kept"] == 1.0
+    assert math.isclose(s["positive"], 2 / 3)
+    assert s["initial_pairs"] == 1 and s["initial_pairs_opposite"] == 1
+    assert s["final_pairs"] == 1 and s["final_from_initial"] == 1.0
+    assert s["initial_opposite_kept"] == 1.0
+    # pairs with opposite final signs: (0,1) shares, (1,2) does not -> rate 1/2 * m = 1.5
+    assert math.isclose(s["opposite_share_rate"], 1.5)
+    assert s["same_share_rate"] == 0.0
+
+
+def test_correspondence_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="instances, n, m"):
+        co.correspondence_summary(torch.zeros(1, 2, 3), torch.zeros(1, 3, 2))
+
+
+def test_shared_neuron_loss_is_free_for_opposite_signs_and_costly_for_equal_signs():
+    a = np.array([1.0, 1.0, 0.0, -1.0, 0.5])
+    b = np.array([-1.0, 1.0, 0.0, -1.0, -0.5])
+    expected = (1 - np.maximum(a * a, 0)) ** 2 + (1 - b * b) ** 2 + 2 * np.maximum(a * b, 0) ** 2
+    got = co.shared_neuron_loss(a, b)
+    assert np.allclose(got, expected)
+    assert got[0] == 0.0 and got[1] == 2.0 and got[3] == 2.0
+
+
+def test_two_feature_start_differs_only_in_the_partner_sign():
+    W0 = co.two_feature_start()
+    assert W0.shape == (2, 2, 4)
+    assert (W0[0] != W0[1]).sum() == 1
+    assert W0[0, 1, 0] > 0 > W0[1, 1, 0]
+    assert (pb.winners(W0) == 0).all()
+
+
+def test_two_features_same_sign_separate_and_opposite_sign_share():
+    cfg = pb.TrainConfig(n=2, m=4, instances=2, steps=3000, lr=0.05, l1=0.01, optimizer="sgd")
+    W = pb.train(cfg, W0=co.two_feature_start(), device="cpu", progress=False).W
+    win = pb.winners(W)
+    assert win[0, 0] != win[0, 1]  # same sign: pushed apart
+    assert win[1, 0] == win[1, 1] == 0  # opposite sign: share neuron 0
+    assert pb.polysemantic_neurons(W).tolist() == [0, 1]
+
+
+def test_run_setting_reports_counts_and_prediction():
+    row, res = co.run_setting(8, 16, instances=2, steps=20, seed=3, device="cpu")
+    assert set(row) == {"band", "by_mass", "same", "onehot", "fourth", "predicted", "loss", "leader"}
+    assert 0 <= row["leader"] <= 1 and 0 <= row["onehot"] <= 1
+    assert row["predicted"] == 1.0
+    assert res.W.shape == (2, 8, 16)
+
+
+def test_markdown_table_rounds_floats_only():
+    t = co.markdown_table(["x", "y"], [["a", 1.23456], [2, 1000.0]])
+    assert t.splitlines() == ["| x | y |", "|---|---|", "| a | 1.23 |", "| 2 | 1000 |"]
+
+
+def test_birthday_figure_simulates_and_draws_the_exact_values():
+    fig, sim = co.birthday_figure(16, 32, trials=300, seed=0)
+    lines = [ln.get_xdata()[0] for ax in fig.axes for ln in ax.get_lines()]
+    assert any(math.isclose(x, pb.expected_colliding_pairs(16, 32)) for x in lines)
+    assert any(math.isclose(x, pb.expected_polysemantic_exact(16, 32)) for x in lines)
+    assert len(sim["pairs"]) == 300
+    plt.close(fig)
+
+
+def test_summarise_weights_of_a_dense_and_a_one_hot_model():
+    dense = torch.full((1, 4, 16), 0.25)  # unit-norm rows spread over 16 neurons
+    r = co.summarise_weights(dense)
+    assert r["band"] == 0 and r["onehot"] == 0 and math.isclose(r["fourth"], 16 * 0.25**4)
+    one_hot = torch.eye(4, 16).unsqueeze(0)
+    r = co.summarise_weights(one_hot, W0=one_hot)
+    assert r["onehot"] == 1 and r["fourth"] == 1 and r["leader"] == 1 and r["band"] == 0

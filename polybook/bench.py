@@ -62,18 +62,25 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _time(fn, device: torch.device, min_seconds: float) -> tuple[float, int]:
-    """Seconds per call of ``fn(steps)`` divided by ``steps``, growing ``steps`` to ``min_seconds``."""
+def _time(fn, device: torch.device, min_seconds: float, repeats: int = 3) -> tuple[float, int]:
+    """Seconds per step of ``fn(steps)``: ``steps`` grown until a run lasts ``min_seconds / repeats``,
+    then the best of ``repeats`` runs (the least disturbed by whatever else the machine does)."""
     steps = 1
-    while True:
+
+    def run(k: int) -> float:
         _sync(device)
         start = time.perf_counter()
-        fn(steps)
+        fn(k)
         _sync(device)
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds or steps >= 4096:
-            return elapsed / steps, steps
-        steps *= 2 if elapsed > min_seconds / 8 else 8
+        return time.perf_counter() - start
+
+    while True:
+        elapsed = run(steps)
+        if elapsed >= min_seconds / repeats or steps >= 4096:
+            break
+        steps *= 2 if elapsed > min_seconds / (8 * repeats) else 8
+    best = min([elapsed] + [run(steps) for _ in range(repeats - 1)])
+    return best / steps, steps
 
 
 @dataclass

@@ -1,6 +1,9 @@
 """Command line: ``python -m polybook list`` and ``python -m polybook run EXPERIMENT ...``.
 
-Bad input (unknown experiment or key, bad value) exits with status 2 and one line on stderr.
+Exit status: 0 done; 2 bad input (unknown experiment or key, bad value, an output folder that
+cannot be written, a run too big for the device's memory), checked before any training, one
+line on stderr; 1 the run diverged (NaN or infinite loss) or its result could not be written;
+130 interrupted with Ctrl-C (finished pieces are kept).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 class _Parser(argparse.ArgumentParser):
@@ -20,14 +24,22 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m polybook", description="Run the experiments of the polybook tutorial.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="list the named experiments")
-    run = sub.add_parser("run", help="run one experiment and write DIR/result.json")
-    run.add_argument("experiment")
-    run.add_argument("--scale", choices=("book", "paper"), default="book")
+    run = sub.add_parser(
+        "run", help="run one experiment and write DIR/result.json",
+        description=_run_description(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("experiment", help="the experiment's name (see the list above or `python -m polybook list`)")
+    run.add_argument("--scale", choices=("book", "paper"), default="book",
+                     help="book: minutes on 2 CPU cores (default); paper: the paper's own setting, for a GPU")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config field; lists are comma-separated (m=64,128)")
-    run.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
-    run.add_argument("--seed", type=int, default=None)
-    run.add_argument("--out", default=None, metavar="DIR", help="folder for result.json")
+                     help="override a config field; repeatable; lists are comma-separated (m=64,128); "
+                          "`python -m polybook show NAME` prints the fields")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
+                     help="where to train; auto (default) picks cuda, then mps, then cpu")
+    run.add_argument("--seed", type=int, default=None, help="override the config's seed (0..2^62)")
+    run.add_argument("--out", default=None, metavar="DIR",
+                     help="write DIR/result.json (and DIR/pieces/ for sweeps: re-run the same command to "
+                          "resume); without --out the results are printed as JSON")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     bench = sub.add_parser("bench", help="time the training step against a plain implementation")
     bench.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="cpu")
@@ -38,6 +50,23 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("experiment")
     show.add_argument("--scale", choices=("book", "paper"), default="book")
     return p
+
+
+def _run_description() -> str:
+    from . import experiments
+
+    experiments._load_all()
+    width = max(len(k) for k in experiments.EXPERIMENTS)
+    names = "\n".join(f"  {k:<{width}}  {e.summary}" for k, e in sorted(experiments.EXPERIMENTS.items()))
+    return (
+        "Run one named experiment and record its numbers with their config and provenance.\n\n"
+        f"experiments:\n{names}\n\n"
+        "scales: book (fits CI's 2 CPU cores) and paper (the paper's setting; on a CPU it warns with\n"
+        "a runtime estimate). With --out DIR the record goes to DIR/result.json (strict JSON, written\n"
+        "atomically, with a checksum); sweeps keep each finished piece in DIR/pieces/ and a repeated\n"
+        "command resumes from them. Exit status: 0 done, 2 bad input (checked before training),\n"
+        "1 diverged or not written, 130 interrupted."
+    )
 
 
 def _parse_sizes(text: str) -> list[tuple[int, int, int]]:
@@ -80,9 +109,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.experiment, args.scale, args.overrides, device=args.device, seed=args.seed,
             out=args.out, progress=not args.quiet,
         )
+    except KeyboardInterrupt:
+        kept = ""
+        if getattr(args, "out", None):
+            pieces = Path(args.out) / "pieces"
+            done = len([p for p in pieces.glob("*.json") if p.name != "run.json"]) if pieces.is_dir() else 0
+            kept = f"; {done} finished piece(s) kept in {pieces}: run the same command to resume"
+        print(f"polybook: interrupted{kept}", file=sys.stderr)
+        return 130
+    except experiments.Diverged as err:
+        print(f"polybook: error: {err}", file=sys.stderr)
+        return 1
     except ValueError as err:
         print(f"polybook: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        print(f"polybook: error: could not write the result ({err}); any previous result.json is unchanged",
+              file=sys.stderr)
+        return 1
     if args.out is None:
         print(json.dumps(record["results"], indent=1))
     else:

@@ -12,8 +12,12 @@ number in the book can always be re-made with one command.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
+import inspect
 import json
+import math
+import os
 import platform
 import subprocess
 import sys
@@ -32,7 +36,7 @@ from .models import init_weights
 from .metrics import polysemantic_neurons, polysemantic_neurons_by_mass, polysemantic_sign_pattern
 from .theory import expected_polysemantic_exact, predicted_polysemantic
 from .sweep import train_widths
-from .train import OPTIMIZERS, TrainConfig, TrainResult, resolve_device, train
+from .train import OPTIMIZERS, Diverged, TrainConfig, TrainResult, resolve_device, train, train_memory_bytes
 
 __all__ = [
     "Experiment",
@@ -43,6 +47,8 @@ __all__ = [
     "apply_overrides",
     "load_result",
     "replay_collisions",
+    "Pieces",
+    "ResultError",
     "SCALES",
 ]
 
@@ -104,7 +110,7 @@ class CollisionsConfig:
         check.number("l1", self.l1)
         check.choice("optimizer", self.optimizer, OPTIMIZERS)
         check.number("weight_decay", self.weight_decay)
-        check.integer("seed", self.seed, minimum=0)
+        check.seed("seed", self.seed)
 
     def train_config(self, j: int) -> TrainConfig:
         """The :class:`~polybook.train.TrainConfig` of the ``j``-th ``m``."""
@@ -113,6 +119,17 @@ class CollisionsConfig:
             optimizer=self.optimizer, l1=self.l1, weight_decay=self.weight_decay, seed=self.seed + j,
         )
 
+    def peak_bytes(self, device: torch.device) -> int:
+        """Estimated peak memory: the widest width on a CPU, every width padded and batched elsewhere."""
+        if device.type == "cpu":
+            return max(train_memory_bytes(self.train_config(j)) for j in range(len(self.m)))
+        batched = dataclasses.replace(self.train_config(0), m=max(self.m), instances=self.instances * len(self.m))
+        return train_memory_bytes(batched)
+
+    def flops(self) -> float:
+        """Floating-point operations of the whole sweep (Gram forward and gradient, 4 n^2 m per step)."""
+        return float(sum(4 * self.n**2 * m * self.instances * self.steps for m in self.m))
+
 
 @register(
     "collisions",
@@ -120,31 +137,65 @@ class CollisionsConfig:
     book=CollisionsConfig(),
     paper=CollisionsConfig(n=256, m=tuple(range(256, 4097, 256)), instances=16),
 )
-def run_collisions(cfg: CollisionsConfig, device: torch.device, progress: bool = True) -> dict:
-    """Per ``m``: band-rule and by-mass counts per instance, their sign split, the predictions."""
-    if device.type == "cpu":  # one loop per width: padding would only add work on a CPU
-        runs = (train(cfg.train_config(j), device=str(device), progress=progress, desc=f"collisions m={m}")
-                for j, m in enumerate(cfg.m))
-    else:  # every width in one batched program (identical models, see polybook.sweep)
-        runs = iter(train_widths(cfg.train_config(0), cfg.m, device=str(device), progress=progress))
-    return summarise_collisions(cfg, runs)
+def run_collisions(cfg: CollisionsConfig, device: torch.device, progress: bool = True,
+                   pieces: Pieces | None = None) -> dict:
+    """Per ``m``: band-rule and by-mass counts per instance, their sign split, the predictions.
+
+    Each width is a piece: with ``pieces`` (see :class:`Pieces`) a finished width is stored as
+    soon as it is done and skipped when the run is repeated.
+    """
+    pieces = Pieces(None) if pieces is None else pieces
+    todo = [j for j, m in enumerate(cfg.m) if pieces.get(f"m={m}") is None]
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(cfg.m), initial=len(cfg.m) - len(todo), desc="collisions widths", unit="width",
+              disable=not progress or len(cfg.m) == 1, file=sys.stderr, leave=False) as bar:
+        if device.type == "cpu":  # one loop per width: padding would only add work on a CPU
+            for j in todo:
+                res = train(cfg.train_config(j), device=str(device), progress=progress,
+                            desc=f"collisions m={cfg.m[j]}")
+                pieces.put(f"m={cfg.m[j]}", summarise_width(cfg.n, cfg.m[j], res))
+                bar.update()
+        elif todo:  # every width left in one batched program (identical models, see polybook.sweep)
+            ms = [cfg.m[j] for j in todo]
+            try:
+                runs = train_widths(cfg.train_config(0), ms, seeds=[cfg.seed + j for j in todo],
+                                    device=str(device), progress=progress)
+            except Diverged as err:
+                raise Diverged(f"collisions {err.where}", err.detail, err.step, err.steps, err.instance) from None
+            for m, res in zip(ms, runs):
+                pieces.put(f"m={m}", summarise_width(cfg.n, m, res))
+                bar.update()
+    return assemble_collisions(cfg, [pieces.get(f"m={m}") for m in cfg.m])
+
+
+#: The per-width lists of a collisions record, in the order they are stored.
+COLLISION_FIELDS = ("polysemantic", "polysemantic_by_mass", "mixed_sign", "same_sign", "predicted",
+                    "predicted_exact", "final_loss")
+
+
+def summarise_width(n: int, m: int, res: TrainResult) -> dict:
+    """The collisions numbers of one trained width (one value or one list per instance per field)."""
+    signs = polysemantic_sign_pattern(res.W)
+    return {
+        "polysemantic": polysemantic_neurons(res.W).tolist(),
+        "polysemantic_by_mass": polysemantic_neurons_by_mass(res.W).tolist(),
+        "mixed_sign": signs[:, 0].tolist(),
+        "same_sign": signs[:, 1].tolist(),
+        "predicted": predicted_polysemantic(n, m),
+        "predicted_exact": expected_polysemantic_exact(n, m),
+        "final_loss": round(float(res.losses[-1].mean()), 6),
+    }
+
+
+def assemble_collisions(cfg: CollisionsConfig, widths: Sequence[dict]) -> dict:
+    """The ``results`` of the collisions experiment from its per-width summaries."""
+    return {"n": cfg.n, "m": list(cfg.m), **{k: [w[k] for w in widths] for k in COLLISION_FIELDS}}
 
 
 def summarise_collisions(cfg: CollisionsConfig, runs: Iterable[TrainResult]) -> dict:
     """The ``results`` of the collisions experiment from its trained runs (one per ``m``)."""
-    out: dict[str, list] = {k: [] for k in (
-        "polysemantic", "polysemantic_by_mass", "mixed_sign", "same_sign", "predicted",
-        "predicted_exact", "final_loss")}
-    for m, res in zip(cfg.m, runs):
-        signs = polysemantic_sign_pattern(res.W)
-        out["polysemantic"].append(polysemantic_neurons(res.W).tolist())
-        out["polysemantic_by_mass"].append(polysemantic_neurons_by_mass(res.W).tolist())
-        out["mixed_sign"].append(signs[:, 0].tolist())
-        out["same_sign"].append(signs[:, 1].tolist())
-        out["predicted"].append(predicted_polysemantic(cfg.n, m))
-        out["predicted_exact"].append(expected_polysemantic_exact(cfg.n, m))
-        out["final_loss"].append(round(float(res.losses[-1].mean()), 6))
-    return {"n": cfg.n, "m": list(cfg.m), **out}
+    return assemble_collisions(cfg, [summarise_width(cfg.n, m, res) for m, res in zip(cfg.m, runs)])
 
 
 def replay_collisions(record: dict, widths: int = 1, instances: int = 2, device: str = "cpu") -> dict:
@@ -237,14 +288,31 @@ def _split(item: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-def _git_revision() -> str | None:
+def _git(root: Path, *args: str) -> str | None:
     try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
-        )
-        return rev.stdout.strip() or None if rev.returncode == 0 else None
+        res = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
+    return res.stdout.strip() if res.returncode == 0 else None
+
+
+def _source_state() -> dict:
+    """polybook's own git revision and whether its tracked files differ from it.
+
+    Only a checkout of polybook itself counts: the package's parent folder must be the top of a
+    git work tree whose ``pyproject.toml`` names ``polybook`` (an installed copy sitting inside some
+    other repository reports no revision rather than that repository's).
+    """
+    root = Path(__file__).resolve().parent.parent
+    top = _git(root, "rev-parse", "--show-toplevel")
+    try:
+        ours = top is not None and Path(top).resolve() == root and 'name = "polybook"' in (root / "pyproject.toml").read_text()
+    except OSError:
+        ours = False
+    if not ours:
+        return {"git_revision": None, "git_dirty": None}
+    dirty = _git(root, "status", "--porcelain", "--untracked-files=no", "--", "polybook")
+    return {"git_revision": _git(root, "rev-parse", "HEAD"), "git_dirty": None if dirty is None else bool(dirty)}
 
 
 def _command_line() -> str | None:
@@ -262,6 +330,196 @@ def get_experiment(name: str) -> Experiment:
     return EXPERIMENTS[name]
 
 
+# --------------------------------------------------------------------------- files: strict, atomic, checked
+
+
+class ResultError(ValueError):
+    """A stored result file that is missing, truncated, edited or incomplete (names the file)."""
+
+
+def to_json(obj: Any) -> str:
+    """Strict JSON (no ``NaN``/``Infinity`` literals, which most parsers reject).
+
+    Raises ``ValueError`` naming the first non-finite number's place, e.g. ``results.loss[3]``.
+    """
+    def find(x: Any, where: str) -> str | None:
+        if isinstance(x, float) and not math.isfinite(x):
+            return where
+        items = x.items() if isinstance(x, dict) else enumerate(x) if isinstance(x, (list, tuple)) else ()
+        for k, v in items:
+            hit = find(v, f"{where}.{k}" if isinstance(x, dict) else f"{where}[{k}]")
+            if hit:
+                return hit
+        return None
+
+    bad = find(obj, "record")
+    if bad:
+        raise ValueError(f"{bad} is not a finite number: the run produced NaN or infinity")
+    return json.dumps(obj, indent=1, allow_nan=False) + "\n"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
+
+    A full disk, a kill or any error part-way leaves the previous ``path`` as it was.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _canonical(record: dict) -> bytes:
+    body = {k: v for k, v in record.items() if k != "checksum"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def checksum(record: dict) -> str:
+    """``"sha256:<hex>"`` of the record's content (every field but ``checksum`` itself, keys sorted)."""
+    return "sha256:" + hashlib.sha256(_canonical(record)).hexdigest()
+
+
+def config_hash(experiment: str, config: Any) -> str:
+    """A short hash of an experiment's name and full config: pieces are reused only under the same one."""
+    text = json.dumps({"experiment": experiment, "config": dataclasses.asdict(config)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def check_out_folder(out: str | Path) -> Path:
+    """Make sure ``out`` is a folder polybook can create and write, before any work is done.
+
+    Raises ``ValueError`` (one line) for an existing file, a device such as ``/dev/null``, or a
+    place where a folder cannot be made or written (``/proc/x``, a read-only disk).
+    """
+    path = Path(out)
+    what = f"--out must be a folder polybook can create and write, got {str(out)!r}"
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what} (it exists and is not a folder)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".polybook-write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"{what} ({err.strerror or err})") from None
+    return path
+
+
+class Pieces:
+    """The finished pieces of one run (e.g. the widths of a sweep), kept under ``folder/pieces``.
+
+    Each piece is written (atomically) the moment it is finished, so an interrupted or crashed run
+    loses only the piece in progress. ``folder/pieces/run.json`` names the experiment, the hash of
+    its full config and the polybook version; a repeated command reuses the pieces, and a
+    different config (or version) in the same folder is refused with a ``ValueError``. With
+    ``folder=None`` the pieces live in memory only.
+    """
+
+    def __init__(self, folder: str | Path | None, experiment: str = "", config: Any = None) -> None:
+        from . import __version__
+
+        self.found: dict[str, dict] = {}
+        self.made = 0
+        self._asked: set[str] = set()
+        self.folder = None if folder is None else Path(folder) / "pieces"
+        self._initial: set[str] = set()
+        if self.folder is None:
+            return
+        stamp = {"experiment": experiment, "config_hash": config_hash(experiment, config), "polybook": __version__}
+        manifest = self.folder / "run.json"
+        if manifest.exists():
+            try:
+                old = json.loads(manifest.read_text())
+            except (OSError, ValueError):
+                old = None
+            if old != stamp:
+                raise ValueError(
+                    f"{self.folder} holds pieces of a different run ({_describe(old)}; this one is "
+                    f"{_describe(stamp)}): use another --out, or delete that folder to start over"
+                )
+            for f in sorted(self.folder.glob("*.json")):
+                if f.name == "run.json":
+                    continue
+                try:
+                    piece = json.loads(f.read_text())
+                except ValueError:  # a piece cut short by a crash is simply made again
+                    continue
+                self.found[piece["name"]] = piece["results"]
+            self._initial = set(self.found)
+        else:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            write_atomic(manifest, json.dumps(stamp, indent=1) + "\n")
+
+    def get(self, name: str) -> dict | None:
+        """The stored results of piece ``name``, or ``None`` when it is still to do."""
+        self._asked.add(name)
+        return self.found.get(name)
+
+    @property
+    def reused(self) -> int:
+        """How many pieces asked for so far came from an earlier run."""
+        return len(self._asked & self._initial)
+
+    def put(self, name: str, results: dict) -> None:
+        """Store finished piece ``name``."""
+        text = to_json({"name": name, "results": results})
+        self.found[name] = results
+        self.made += 1
+        if self.folder is not None:
+            safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in name)
+            write_atomic(self.folder / f"{safe}.json", text)
+
+
+def _describe(stamp: dict | None) -> str:
+    if not isinstance(stamp, dict):
+        return "an unreadable run.json"
+    return f"{stamp.get('experiment')!s}, config {stamp.get('config_hash')!s}, polybook {stamp.get('polybook')!s}"
+
+
+# --------------------------------------------------------------------------- running
+
+
+#: A rough CPU rate used only when no calibration can be made (flop/s).
+_FALLBACK_RATE = 5e10
+
+
+def measured_rate(device: torch.device | str = "cpu", seconds: float = 0.3) -> float:
+    """Floating-point operations per second of polybook's training step on ``device`` (a quick timing)."""
+    from .models import init_weights, loss_and_grad
+
+    dev = torch.device(device)
+    W = init_weights(8, 128, 512).to(dev)
+    loss_and_grad(W, 1e-3)
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        loss_and_grad(W, 1e-3)
+        done += 1
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    return 4 * 128**2 * 512 * 8 * done / elapsed if elapsed > 0 else _FALLBACK_RATE
+
+
+def estimate_seconds(config: Any, device: torch.device | str = "cpu") -> float | None:
+    """A rough runtime of ``config`` on ``device``: its flop count over a measured rate."""
+    flops = getattr(config, "flops", None)
+    return None if flops is None else flops() / measured_rate(device)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def run_experiment(
     name: str,
     scale: str = "book",
@@ -271,23 +529,50 @@ def run_experiment(
     seed: int | None = None,
     out: str | Path | None = None,
     progress: bool = True,
+    warn: Callable[[str], None] | None = None,
 ) -> dict:
     """Run experiment ``name`` at ``scale`` and return its record.
 
     The record holds ``experiment``, ``scale``, ``config`` (every field), ``results`` (the
-    experiment's numbers) and ``provenance`` (polybook, torch and Python versions, git revision,
-    device, wall seconds, command line). With ``out`` it is also written to ``out/result.json``.
+    experiment's numbers), ``provenance`` (polybook, torch and Python versions, polybook's git
+    revision and whether its code was modified, device, wall seconds, command line, pieces
+    reused) and ``checksum``. With ``out`` it is also written to ``out/result.json``.
+
+    Everything is checked before the first step: the config, the output folder (created and
+    test-written), and the estimated peak memory against what the device has free; any problem
+    raises ``ValueError``. A run whose loss or weights become NaN or infinite raises
+    :class:`~polybook.train.Diverged` and writes nothing. With ``out``, an experiment made of
+    pieces (the widths of ``collisions``) stores each as it finishes under ``out/pieces`` and a
+    repeated call reuses them. ``warn`` receives notices (an overwritten result, reused pieces,
+    a long paper-scale run on a CPU); by default they go to stderr.
     """
     from . import __version__
+    from .train import check_fits
 
+    say = warn if warn is not None else (lambda text: print(f"polybook: {text}", file=sys.stderr))
     exp = get_experiment(name)
     check.choice("scale", scale, SCALES)
     config = apply_overrides(exp.scales[scale], overrides)
     if seed is not None:
         config = apply_overrides(config, {"seed": seed})
     dev = resolve_device(device)
+    path = None if out is None else check_out_folder(out)
+    if hasattr(config, "peak_bytes"):
+        check_fits(config.peak_bytes(dev), dev, f"{name} at {scale} scale")
+    resumable = "pieces" in inspect.signature(exp.run).parameters
+    pieces = Pieces(path if resumable else None, name, config)
+    if pieces.found:
+        say(f"reusing {len(pieces.found)} finished piece(s) from {pieces.folder}")
+    if scale == "paper" and dev.type == "cpu":
+        est = estimate_seconds(config, dev)
+        if est is not None:
+            say(f"{name} at paper scale on the CPU: expect roughly {_duration(est)} (a GPU is far faster: --device cuda)")
     start = time.perf_counter()
-    results = exp.run(config, dev, progress)
+    try:
+        results = exp.run(config, dev, progress, pieces=pieces) if resumable else exp.run(config, dev, progress)
+    except Diverged as err:
+        where = err.where if err.where and err.where.startswith(name) else f"{name} {err.where or ''}".strip()
+        raise Diverged(where, err.detail, err.step, err.steps, err.instance) from None
     record = {
         "experiment": name,
         "scale": scale,
@@ -295,24 +580,51 @@ def run_experiment(
         "results": results,
         "provenance": {
             "polybook": __version__,
-            "git_revision": _git_revision(),
+            **_source_state(),
             "torch": torch.__version__,
             "python": platform.python_version(),
             "device": str(dev) if dev.type != "cuda" else f"cuda ({torch.cuda.get_device_name(dev)})",
             "wall_seconds": round(time.perf_counter() - start, 2),
             "command": _command_line(),
+            "pieces_reused": pieces.reused,
         },
     }
-    if out is not None:
-        path = Path(out)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "result.json").write_text(json.dumps(record, indent=1) + "\n")
+    try:
+        text = to_json(record)
+    except ValueError as err:
+        raise Diverged(name, f"produced a result that is not finite ({err}); lower lr", 0, 0, 0) from None
+    record["checksum"] = checksum(record)
+    if path is not None:
+        target = path / "result.json"
+        if target.exists():
+            say(f"replacing the existing {target}")
+        write_atomic(target, to_json(record))
     return record
 
 
+REQUIRED_FIELDS = ("experiment", "scale", "config", "results", "provenance", "checksum")
+
+
 def load_result(path: str | Path) -> dict:
-    """Read a ``result.json`` written by :func:`run_experiment` (a file or its folder)."""
+    """Read and verify a ``result.json`` written by :func:`run_experiment` (a file or its folder).
+
+    Raises :class:`ResultError` naming the file when it is missing, not valid JSON (truncated),
+    lacks a field, or no longer matches its checksum (edited after it was written).
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "result.json"
-    return json.loads(path.read_text())
+    try:
+        record = json.loads(path.read_text())
+    except OSError as err:
+        raise ResultError(f"{path}: cannot be read ({err.strerror or err})") from None
+    except ValueError as err:
+        raise ResultError(f"{path}: is not valid JSON, perhaps truncated ({err})") from None
+    if not isinstance(record, dict):
+        raise ResultError(f"{path}: holds no result record")
+    missing = [k for k in REQUIRED_FIELDS if k not in record]
+    if missing:
+        raise ResultError(f"{path}: lacks the field(s) {', '.join(missing)}")
+    if record["checksum"] != checksum(record):
+        raise ResultError(f"{path}: does not match its checksum (edited or damaged after it was written)")
+    return record

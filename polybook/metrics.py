@@ -1,6 +1,9 @@
 """Measurements on weight matrices ``W`` of shape ``(instances, n, m)`` (or ``(n, m)``).
 
-All functions are pure: tensors in, tensors out, nothing modified.
+All functions are pure: tensors in, tensors out, nothing modified. A ``W`` holding a NaN or an
+infinity (a diverged run) is refused with a ``ValueError``: a NaN weight fails every comparison,
+so it would otherwise be counted silently as "not in the band", making a broken model look
+monosemantic.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from .models import reconstruction_loss
 
 __all__ = [
     "BAND",
+    "finite",
     "band_mask",
     "polysemantic_neurons",
     "polysemantic_neurons_by_mass",
@@ -26,8 +30,16 @@ __all__ = [
 BAND = (0.8, 1.2)
 
 
+def finite(W: torch.Tensor, name: str = "W") -> torch.Tensor:
+    """Return ``W`` unchanged; ``ValueError`` when it holds a NaN or an infinity."""
+    if not bool(torch.isfinite(W).all()):
+        raise ValueError(f"{name} must be finite, got a tensor with NaN or infinite entries (a diverged run?)")
+    return W
+
+
 def band_mask(W: torch.Tensor, band: tuple[float, float] = BAND) -> torch.Tensor:
     """Boolean mask of the weights whose magnitude lies in ``band`` (inclusive)."""
+    finite(W)
     lo, hi = band
     a = W.abs()
     return (a >= lo) & (a <= hi)
@@ -59,7 +71,7 @@ def polysemantic_neurons_by_mass(W: torch.Tensor, share: float = 0.5) -> torch.T
     each feature uses at most one neuron (two could tie at exactly one half). Unlike the band rule
     it does not care whether the weights have grown to about 1.
     """
-    sq = W**2
+    sq = finite(W) ** 2
     mass = sq.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(W.dtype).tiny)
     uses = sq >= share * mass
     return (uses.sum(dim=-2) >= 2).sum(dim=-1)
@@ -85,7 +97,7 @@ def polysemantic_sign_pattern(W: torch.Tensor, band: tuple[float, float] = BAND)
 
 def winners(W: torch.Tensor) -> torch.Tensor:
     """The neuron with the largest ``|W_ik|`` for each feature, shape ``W.shape[:-1]``."""
-    return W.abs().argmax(dim=-1)
+    return finite(W).abs().argmax(dim=-1)
 
 
 def winner_initial_rank(W_start: torch.Tensor, W_end: torch.Tensor) -> torch.Tensor:
@@ -113,7 +125,7 @@ def fourth_norm(W: torch.Tensor) -> torch.Tensor:
 
     It is 1 for a one-hot unit encoding and about ``3/m`` for a dense random unit encoding.
     """
-    return (W**4).sum(dim=-1)
+    return finite(W).pow(4).sum(dim=-1)
 
 
 def start_end_overlap(W_start: torch.Tensor, W_end: torch.Tensor) -> torch.Tensor:

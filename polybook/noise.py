@@ -413,7 +413,7 @@ class NoiseConfig:
         check.integer("draws", self.draws)
         check.integer("slow_factor", self.slow_factor)
         check.integer("snapshots", self.snapshots, minimum=2)
-        check.integer("seed", self.seed, minimum=0)
+        check.seed("seed", self.seed)
 
     def settings(self) -> list[dict]:
         """The runs of the main program: ``family``, ``sigma``, ``shared``, ``instances``, ``seed``."""

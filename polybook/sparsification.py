@@ -417,7 +417,7 @@ class SparsificationConfig:
         check.number("horizon", self.horizon, 0.0, strict=True)
         check.integer("train_n", self.train_n)
         check.integer("points", self.points, minimum=2)
-        check.integer("seed", self.seed, minimum=0)
+        check.seed("seed", self.seed)
 
     def steps(self, j: int) -> int:
         return int(round(self.horizon / self.lam[j] / self.dt))
@@ -533,7 +533,7 @@ class WinnersConfig:
         for name in ("adamw_steps", "sgd_steps"):
             check.integer(name, getattr(self, name))
         check.integer("points", self.points, minimum=2)
-        check.integer("seed", self.seed, minimum=0)
+        check.seed("seed", self.seed)
 
     def train_config(self, j: int, optimizer: str, single: bool) -> TrainConfig:
         """The run for the ``j``-th ``m``, ``optimizer``, with interference or as single features."""

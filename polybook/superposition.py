@@ -120,7 +120,7 @@ class SuperpositionConfig:
         check.integer("batch_size", self.batch_size)
         check.number("lr", self.lr, 0.0, strict=True)
         check.number("weight_decay", self.weight_decay)
-        check.integer("seed", self.seed, minimum=0)
+        check.seed("seed", self.seed)
 
     @property
     def instances(self) -> int:

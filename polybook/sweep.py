@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from .models import init_weights
-from .train import TrainConfig, TrainResult, train
+from .train import Diverged, TrainConfig, TrainResult, train
 
 __all__ = ["train_widths"]
 
@@ -61,7 +61,12 @@ def train_widths(
         W0[j * b:(j + 1) * b, :, :m] = init_weights(b, config.n, m, seed=seed, std=config.init_std)
         mask[j * b:(j + 1) * b, :m] = True
     big = dataclasses.replace(config, m=width, instances=len(ms) * b)
-    res = train(big, W0=W0, neuron_mask=mask, device=device, progress=progress, desc=f"{len(ms)} widths")
+    try:
+        res = train(big, W0=W0, neuron_mask=mask, device=device, progress=progress, desc=f"{len(ms)} widths")
+    except Diverged as err:  # say which width, and which instance of it
+        j, i = divmod(err.instance, b)
+        detail = err.detail.replace(f"(instance {err.instance})", f"(instance {i})")
+        raise Diverged(f"m={ms[j]}", detail, err.step, err.steps, i) from None
     out = []
     for j, (m, seed) in enumerate(zip(ms, seeds)):
         rows = slice(j * b, (j + 1) * b)

@@ -8,6 +8,8 @@ pair interferes through the ReLU and is pushed apart, an opposite-sign pair does
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _validate as check
@@ -20,9 +22,17 @@ __all__ = [
 ]
 
 
-def _check_nm(n: int, m: int) -> None:
-    check.integer("n", n)
-    check.integer("m", m)
+#: Largest ``n`` or ``m`` the theory accepts: every integer up to 2^53 is exact in a float64.
+SIZE_MAX = 2**53
+#: Largest ``trials * (n + m)`` :func:`simulate_collisions` will allocate (about 2.4 GB of int64).
+SIMULATION_MAX = 3 * 10**8
+
+
+def _check_nm(n: int, m: int) -> tuple[int, int]:
+    """Validate ``n`` and ``m`` (Python or numpy integers) and return them as Python ints."""
+    check.integer("n", n, maximum=SIZE_MAX)
+    check.integer("m", m, maximum=SIZE_MAX)
+    return int(n), int(m)
 
 
 def predicted_polysemantic(n: int, m: int) -> float:
@@ -33,13 +43,13 @@ def predicted_polysemantic(n: int, m: int) -> float:
     >>> predicted_polysemantic(256, 1024)
     16.0
     """
-    _check_nm(n, m)
+    n, m = _check_nm(n, m)
     return n * n / (4 * m)
 
 
 def expected_colliding_pairs(n: int, m: int) -> float:
     """Exact expected number of feature pairs sharing a winner: ``C(n, 2) / m`` (about ``n^2/(2m)``)."""
-    _check_nm(n, m)
+    n, m = _check_nm(n, m)
     return n * (n - 1) / 2 / m
 
 
@@ -50,13 +60,28 @@ def expected_polysemantic_exact(n: int, m: int) -> float:
     ``(1 - 1/(2m))^n``, likewise the negative ones, and both with ``(1 - 1/m)^n``; inclusion and
     exclusion gives ``m [1 - 2 (1 - 1/(2m))^n + (1 - 1/m)^n]``, about ``m (1 - exp(-n/(2m)))^2``.
 
+    Evaluated as written, the bracket cancels catastrophically when ``n << m`` (at ``n = 2``,
+    ``m = 10^8`` it is ``1/(2 m^2) = 5e-17``, below float64's resolution of 1). With
+    ``p = 1 - 1/(2m)`` and ``1 - 1/m = p^2 - 1/(4m^2)`` it equals
+    ``(1 - p^n)^2 + p^(2n) [(1 - 1/(4 m^2 p^2))^n - 1]``, two terms computed with ``log1p`` and
+    ``expm1`` to full relative precision, whose sum cancels by at most a factor of about 2.
+
     Examples
     --------
     >>> round(expected_polysemantic_exact(256, 256), 1)
     39.6
+    >>> f"{expected_polysemantic_exact(2, 10**8):.6e}"  # exactly 1/(2m)
+    '5.000000e-09'
     """
-    _check_nm(n, m)
-    return m * (1 - 2 * (1 - 1 / (2 * m)) ** n + (1 - 1 / m) ** n)
+    n, m = _check_nm(n, m)
+    if n == 1:  # one feature cannot meet another
+        return 0.0
+    if m == 1:  # (1 - 1/m)^n = 0: the neuron misses a sign only when every feature has the other
+        return 1 - 2 * 0.5**n
+    log_p = math.log1p(-1 / (2 * m))
+    both_miss = math.expm1(n * log_p) ** 2  # (1 - p^n)^2
+    correction = math.exp(2 * n * log_p) * math.expm1(n * math.log1p(-1 / (4 * m * m * math.exp(2 * log_p))))
+    return m * (both_miss + correction)
 
 
 def simulate_collisions(n: int, m: int, trials: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
@@ -68,8 +93,12 @@ def simulate_collisions(n: int, m: int, trials: int = 1000, seed: int = 0) -> di
         ``"pairs"``: colliding pairs per trial; ``"polysemantic"``: neurons with features of both
         signs per trial; ``"shared"``: neurons with two or more features, whatever their signs.
     """
-    _check_nm(n, m)
+    n, m = _check_nm(n, m)
     check.integer("trials", trials)
+    check.seed("seed", seed)
+    if int(trials) * (n + m) > SIMULATION_MAX:
+        check.fail("trials", trials, f"such that trials * (n + m) <= {SIMULATION_MAX:.0e} (memory), with n={n}, m={m}")
+    trials = int(trials)
     rng = np.random.default_rng(seed)
     win = rng.integers(0, m, size=(trials, n))
     positive = rng.integers(0, 2, size=(trials, n)).astype(bool)

@@ -29,7 +29,10 @@ from tqdm.auto import tqdm
 from . import _validate as check
 from .models import init_weights, loss_and_grad
 
-__all__ = ["TrainConfig", "TrainResult", "train", "resolve_device", "device_report", "sample_noise", "NOISE_KINDS", "OPTIMIZERS"]
+__all__ = [
+    "TrainConfig", "TrainResult", "train", "resolve_device", "device_report", "sample_noise", "Diverged",
+    "train_memory_bytes", "available_memory_bytes", "check_fits", "NOISE_KINDS", "OPTIMIZERS",
+]
 
 #: The hidden-layer noise distributions (``"none"`` switches noise off).
 NOISE_KINDS = ("none", "bernoulli", "uniform", "gaussian", "laplace")
@@ -41,6 +44,22 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 #: thread hand-offs cost more than they save on such small matrices (and far more when the
 #: cores are shared). The choice depends only on the shapes, so results are reproducible.
 SMALL_WORK = 1 << 22
+#: Every this many steps (and after the last) :func:`train` checks that the loss and the weights
+#: are finite, so a diverged run stops early instead of training on NaNs to the end.
+CHECK_EVERY = 100
+
+
+class Diverged(RuntimeError):
+    """Training made the loss or the weights NaN or infinite.
+
+    Attributes: ``where`` (what was training, e.g. ``"collisions m=512"``) and ``detail`` (the rest of
+    the message), ``step`` (the first check that saw it), ``steps``, ``instance`` (the first bad one).
+    """
+
+    def __init__(self, where: str | None, detail: str, step: int, steps: int, instance: int) -> None:
+        super().__init__(f"{where} {detail}" if where else detail)
+        self.where, self.detail = where, detail
+        self.step, self.steps, self.instance = step, steps, instance
 
 
 @dataclass(frozen=True)
@@ -119,7 +138,7 @@ class TrainConfig:
             check.fail("interference", self.interference, "True or False")
         if self.init_std is not None:
             check.number("init_std", self.init_std, 0.0, strict=True)
-        check.integer("seed", self.seed, minimum=0)
+        check.seed("seed", self.seed)
 
 
 @dataclass
@@ -223,6 +242,76 @@ def _cpu_threads(dev: torch.device, cfg: TrainConfig) -> Iterator[None]:
             torch.set_num_threads(before)
 
 
+def _check_finite(W: torch.Tensor, recent_losses: torch.Tensor, step: int, cfg: TrainConfig, desc: str | None) -> None:
+    """Raise :class:`Diverged` when ``W`` or the recent losses hold a NaN or an infinity."""
+    bad = ~torch.isfinite(W).flatten(1).all(dim=1) | ~torch.isfinite(recent_losses).all(dim=0)  # (instances,)
+    if bool(bad.any()):
+        instance = int(bad.nonzero()[0, 0])
+        raise Diverged(
+            desc, f"diverged by step {step} of {cfg.steps} (instance {instance}): "
+            f"the loss or the weights became NaN or infinite; {divergence_hint(cfg)}",
+            step, cfg.steps, instance,
+        )
+
+
+def divergence_hint(cfg: TrainConfig) -> str:
+    """Which settings to lower after a divergence, with their values."""
+    hints = [f"lr (now {cfg.lr:g})"]
+    hints += [f"{k} (now {v:g})" for k, v in (("l1", cfg.l1), ("sigma", cfg.sigma), ("init_std", cfg.init_std))
+              if v is not None and v >= 1]
+    return "lower " + " or ".join(hints)
+
+
+def train_memory_bytes(cfg: TrainConfig, snapshots: int = 0) -> int:
+    """Estimated peak memory of :func:`train` (device and host together), in bytes.
+
+    Counts float32 tensors of shape ``(instances, n, m)``: the weights, their initial copy, the
+    gradient, the sign term of L1, AdamW's two moments and the returned copy (plus two with
+    noise: the noise and ``W + noise``); three ``(instances, n, n)`` Gram-sized temporaries; the
+    loss history twice (device and host); and ``snapshots`` stored copies of ``W``.
+    """
+    weights = cfg.instances * cfg.n * cfg.m
+    copies = 7 + (2 if cfg.noise != "none" else 0) - (2 if cfg.optimizer == "sgd" else 0) + snapshots
+    return 4 * (copies * weights + 3 * cfg.instances * cfg.n * cfg.n + 2 * cfg.steps * cfg.instances)
+
+
+def available_memory_bytes(device: torch.device | str = "cpu") -> int | None:
+    """Memory free for a run on ``device`` in bytes, or ``None`` where it cannot be known.
+
+    CUDA: the free memory the driver reports. CPU (and MPS, which shares it): ``MemAvailable``
+    from ``/proc/meminfo``, lowered to the cgroup's limit when one is set.
+    """
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return int(torch.cuda.mem_get_info(dev)[0])
+    free = None
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                free = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        limit = open("/sys/fs/cgroup/memory.max").read().strip()
+        used = int(open("/sys/fs/cgroup/memory.current").read())
+        if limit != "max":
+            free = int(limit) - used if free is None else min(free, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return free
+
+
+def check_fits(need: int, device: torch.device | str, what: str) -> None:
+    """Refuse (``ValueError``) a run whose estimated peak memory ``need`` exceeds what ``device`` has free."""
+    free = available_memory_bytes(device)
+    if free is not None and need > 0.9 * free:
+        raise ValueError(
+            f"{what} needs about {need / 2**30:,.1f} GiB at its peak (estimate), more than the "
+            f"{0.9 * free / 2**30:,.1f} GiB it may use on {torch.device(device).type} (90% of what is free): "
+            "lower instances, n or m, or use a device with more memory"
+        )
+
+
 def _optimizer(cfg: TrainConfig, W: torch.Tensor) -> torch.optim.Optimizer:
     """AdamW or SGD for ``W``; on CUDA, AdamW's fused kernel (one launch per step, not ~10).
 
@@ -275,6 +364,14 @@ def train(
     -------
     TrainResult
 
+    Raises
+    ------
+    ValueError
+        Bad shapes or snapshot steps, or a run whose estimated peak memory
+        (:func:`train_memory_bytes`) exceeds what the device has free.
+    Diverged
+        The loss or the weights became NaN or infinite (checked every :data:`CHECK_EVERY` steps).
+
     Examples
     --------
     >>> res = train(TrainConfig(n=4, m=8, steps=10), device="cpu", progress=False)
@@ -283,16 +380,17 @@ def train(
     """
     cfg = config
     dev = resolve_device(device)
+    wanted = sorted(set(int(s) for s in snapshot_steps))
+    for s in wanted:
+        if not 0 <= s <= cfg.steps:
+            raise ValueError(f"snapshot_steps must lie in 0..{cfg.steps}, got {s}")
+    check_fits(train_memory_bytes(cfg, len(wanted) if snapshot_fn is None else 0), dev, desc or "this run")
     if W0 is None:
         W0 = init_weights(cfg.instances, cfg.n, cfg.m, seed=cfg.seed, std=cfg.init_std)
     if tuple(W0.shape) != (cfg.instances, cfg.n, cfg.m):
         raise ValueError(
             f"W0 must have shape (instances, n, m) = {(cfg.instances, cfg.n, cfg.m)}, got {tuple(W0.shape)}"
         )
-    wanted = sorted(set(int(s) for s in snapshot_steps))
-    for s in wanted:
-        if not 0 <= s <= cfg.steps:
-            raise ValueError(f"snapshot_steps must lie in 0..{cfg.steps}, got {s}")
     record = snapshot_fn if snapshot_fn is not None else (lambda w: w.clone())
     if neuron_mask is not None:
         if tuple(neuron_mask.shape) != (cfg.instances, cfg.m):
@@ -329,6 +427,8 @@ def train(
                 grad = grad * keep
             W.grad = grad
             opt.step()
+            if (t + 1) % CHECK_EVERY == 0 or t + 1 == cfg.steps:
+                _check_finite(W, losses[max(0, t + 1 - CHECK_EVERY):t + 1], t + 1, cfg, desc)
             if t + 1 in wanted:
                 snapshots[t + 1] = record(W).detach().cpu()
     if dev.type == "cuda":

@@ -13,6 +13,7 @@ import torch  # noqa: E402
 
 import polybook as pb  # noqa: E402
 from polybook import collisions as co  # noqa: E402
+from polybook.experiments import checksum  # noqa: E402
 
 TINY = {"n": 8, "m": (8, 16), "instances": 3, "steps": 60, "lr": 1e-2, "l1": 1e-2}
 
@@ -56,7 +57,7 @@ def test_slope_fit_refuses_zero_means():
 def _synthetic_record(n=16, ms=(16, 32, 64), instances=4):
     rng = np.random.default_rng(0)
     counts = [rng.poisson(n * n / (4 * m), size=instances).tolist() for m in ms]
-    return {
+    record = {
         "experiment": "collisions",
         "scale": "paper",
         "config": {"n": n, "m": list(ms), "instances": instances},
@@ -69,6 +70,8 @@ def _synthetic_record(n=16, ms=(16, 32, 64), instances=4):
         },
         "provenance": {"device": "cuda (synthetic)"},
     }
+    record["checksum"] = checksum(record)
+    return record
 
 
 def test_paper_record_is_loaded_when_present_and_none_otherwise(tmp_path, monkeypatch):
@@ -103,6 +106,7 @@ def test_paper_record_is_found_from_the_repository_root_too(tmp_path, monkeypatc
 def test_loading_a_record_of_another_experiment_is_an_error(tmp_path):
     bad = _synthetic_record()
     bad["experiment"] = "noise"
+    bad["checksum"] = checksum(bad)
     (tmp_path / "result.json").write_text(json.dumps(bad))
     with pytest.raises(ValueError, match="'collisions' record"):
         co.load_paper_record(tmp_path)

@@ -28,7 +28,7 @@ from .theory import (
     predicted_polysemantic,
     simulate_collisions,
 )
-from . import plots
+from . import display, plots
 from .train import TrainConfig, TrainResult, device_report, resolve_device, sample_noise, train
 
-__version__ = "0.1.0"
+from ._release import VERSION as __version__

@@ -1,0 +1,47 @@
+"""Showing computed values in a chapter, with or without the book's build tools.
+
+The chapters put numbers they compute into their prose with myst-nb's ``glue``. myst-nb is part of
+the book's build (and of the test environment), but not of a plain Jupyter or Colab runtime, so the
+chapters import :func:`glue` from here instead: with myst-nb installed it *is* myst-nb's glue (the
+notebook's outputs, and so the built book and the nbval comparison, are exactly as with
+``from myst_nb import glue``); without it, the value is shown as an ordinary output when
+``display=True`` and is otherwise only kept in :data:`GLUED`, where a reader can look it up by name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Every value glued in this session, by name (also when myst-nb does the gluing).
+GLUED: dict[str, Any] = {}
+
+
+def _myst_nb_glue():
+    """myst-nb's ``glue``, or ``None`` where myst-nb cannot be imported."""
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return None
+    return myst_glue
+
+
+def glue(name: str, variable: Any, display: bool = True) -> None:
+    """Glue ``variable`` under ``name``, for the glue roles and directives in the chapters' text.
+
+    Parameters
+    ----------
+    name : str
+        The key that the chapter's text refers to.
+    variable : object
+        The value; what is stored is how it displays.
+    display : bool
+        Also show the value as the cell's output.
+    """
+    GLUED[name] = variable
+    myst_glue = _myst_nb_glue()
+    if myst_glue is not None:
+        myst_glue(name, variable, display=display)
+    elif display:
+        from IPython.display import display as show
+
+        show(variable)

@@ -43,7 +43,7 @@ from .metrics import (
 )
 from .models import init_weights, loss_and_grad
 from .theory import expected_polysemantic_exact, predicted_polysemantic
-from .train import TrainConfig, TrainResult, resolve_device, sample_noise
+from .train import CHECK_EVERY, TrainConfig, TrainResult, check_finite, resolve_device, sample_noise
 
 __all__ = [
     "EXCESS_KURTOSIS",
@@ -325,6 +325,8 @@ def train_together(
                         grad.add_(torch.sign(W), alpha=first.l1)
                 losses[t] = loss
                 W.sub_(grad * lr)
+                if (t + 1) % CHECK_EVERY == 0 or t + 1 == first.steps:
+                    check_finite(W, losses[max(0, t + 1 - CHECK_EVERY):t + 1], t + 1, first, desc)
                 if t + 1 in wanted:
                     snaps.append((t + 1, record(W).detach().cpu()))
         if dev.type == "cuda":
@@ -425,6 +427,26 @@ class NoiseConfig:
             out.append(dict(family=self.count_family, sigma=self.count_sigma, shared=False,
                             instances=self.count_instances, seed=self.seed + 1))
         return out
+
+    def _separate_instances(self) -> int:
+        return len(self.separate_families) * len(self.separate_sigmas)
+
+    def peak_bytes(self, device: torch.device) -> int:
+        """Estimated peak memory of the largest of the three batched programs, in bytes."""
+        def program(instances: int, draws: int, steps: int) -> int:
+            w = instances * self.n * self.m  # weights, gradient, initial and returned copies: ~6 w;
+            return 4 * (6 * w + 4 * draws * w + 3 * draws * instances * self.n**2 + 2 * steps * instances)
+
+        main = sum(r["instances"] for r in self.settings())
+        sep = self._separate_instances()
+        return max(program(main, 1, self.steps), program(sep, self.draws, self.separate_steps * self.slow_factor))
+
+    def flops(self) -> float:
+        """Floating-point operations of the three programs (6 n^2 m per instance, step and draw with noise)."""
+        per = 6 * self.n**2 * self.m
+        main = sum(r["instances"] for r in self.settings()) * self.steps
+        sep = self._separate_instances() * self.separate_steps * (1 + self.draws + self.slow_factor)
+        return float(per * (main + sep))
 
     def train_config(self, family: str, sigma: float, shared: bool = False, instances: int | None = None,
                      seed: int | None = None, steps: int | None = None, lr: float | None = None,

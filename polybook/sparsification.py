@@ -38,7 +38,7 @@ import torch
 
 from . import _validate as check
 from .experiments import register
-from .train import TrainConfig, train
+from .train import TrainConfig, train, train_memory_bytes
 
 __all__ = [
     "forces",
@@ -422,6 +422,24 @@ class SparsificationConfig:
     def steps(self, j: int) -> int:
         return int(round(self.horizon / self.lam[j] / self.dt))
 
+    def _train_config(self, j: int) -> TrainConfig:
+        return TrainConfig(n=self.train_n, m=self.m[j], steps=self.steps(j), lr=self.dt / 4, optimizer="sgd",
+                           l1=4 * self.lam[j], init_std=self.c / math.sqrt(self.m[j]), seed=self.seed + j)
+
+    def peak_bytes(self, device: torch.device) -> int:
+        """Estimated peak memory: the simulations' float64 arrays (about 8 of length ``m``) and the training."""
+        return max(64 * m + (train_memory_bytes(self._train_config(j)) if self.train[j] else 0)
+                   for j, m in enumerate(self.m))
+
+    def flops(self) -> float:
+        """Operations: the Euler loop (about 5 m per step), the affine one (log m per step), the training."""
+        total = 0.0
+        for j, m in enumerate(self.m):
+            steps = self.steps(j)
+            total += steps * (math.log2(m) + 1) + (5 * m * steps if self.euler[j] else 0)
+            total += 4 * self.train_n**2 * m * steps if self.train[j] else 0
+        return total
+
 
 def _log_steps(steps: int, points: int) -> np.ndarray:
     return np.unique(np.concatenate([[0], np.geomspace(1, steps, points).round().astype(np.int64)]))
@@ -469,9 +487,8 @@ def run_sparsification(cfg: SparsificationConfig, device: torch.device, progress
             rec["euler_same_survivors_every_step"] = bool(np.array_equal(ref.survivors, sim.survivors))
             rec["euler_max_rel_l1_gap"] = float(f"{np.max(np.abs(ref.l1 - sim.l1) / np.maximum(ref.l1, 1e-300)):.3g}")
         if cfg.train[j]:
-            lr, l1 = cfg.dt / 4, 4 * lam
-            tc = TrainConfig(n=cfg.train_n, m=m, steps=steps, lr=lr, optimizer="sgd", l1=l1,
-                             init_std=cfg.c / math.sqrt(m), seed=cfg.seed + j)
+            tc = cfg._train_config(j)
+            lr, l1 = tc.lr, tc.l1
             res = train(tc, snapshot_steps=idx.tolist(), device=str(device), progress=progress,
                         snapshot_fn=lambda W: training_summary(W, 2 * lr * l1), desc=f"sparsification m={m}")
             snaps = torch.stack([res.snapshots[int(s)] for s in idx])  # (points, instances, n, 3)
@@ -541,6 +558,18 @@ class WinnersConfig:
         n, inst = (1, self.n * self.instances) if single else (self.n, self.instances)
         return TrainConfig(n=n, m=self.m[j], instances=inst, steps=steps, lr=lr, l1=l1,
                            optimizer=optimizer, seed=self.seed + j)
+
+    def _runs(self) -> list[TrainConfig]:
+        return [self.train_config(j, opt, single) for j in range(len(self.m))
+                for opt in ("sgd", "adamw") for single in (False, True)]
+
+    def peak_bytes(self, device: torch.device) -> int:
+        """Estimated peak memory of the largest single run, in bytes."""
+        return max(train_memory_bytes(tc) for tc in self._runs())
+
+    def flops(self) -> float:
+        """Floating-point operations of every run (4 n^2 m per instance and step)."""
+        return float(sum(4 * tc.n**2 * tc.m * tc.instances * tc.steps for tc in self._runs()))
 
 
 def winner_record(W0: torch.Tensor, snapshots: dict[int, torch.Tensor]) -> dict:

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from . import _validate as check
 from .experiments import register
-from .train import resolve_device
+from .train import CHECK_EVERY, check_finite, resolve_device
 
 __all__ = [
     "SuperpositionConfig",
@@ -126,6 +126,14 @@ class SuperpositionConfig:
     def instances(self) -> int:
         """``len(sparsity) * repeats``."""
         return len(self.sparsity) * self.repeats
+
+    def peak_bytes(self, device: torch.device) -> int:
+        """Estimated peak memory: weights with AdamW's state and a few batch-sized activations, in bytes."""
+        return 4 * (self.instances * (6 * self.n * self.m + 6 * self.batch_size * self.n) + 2 * self.steps * self.instances)
+
+    def flops(self) -> float:
+        """Floating-point operations: forward and backward through both layers, 6 n m per input."""
+        return float(6 * self.n * self.m * self.batch_size * self.instances * self.steps)
 
     def instance_sparsity(self) -> torch.Tensor:
         """Sparsity of each instance, shape ``(instances,)``."""
@@ -288,6 +296,8 @@ def _loop(cfg, W, b, imp, sparsity, opt, gen, losses, progress, desc) -> None:
         loss.sum().backward()  # instances are independent: the sum gives each its own gradient
         opt.step()
         losses[t] = loss.detach()
+        if (t + 1) % CHECK_EVERY == 0 or t + 1 == cfg.steps:
+            check_finite(W.detach(), losses[max(0, t + 1 - CHECK_EVERY):t + 1], t + 1, cfg, desc)
 
 
 # --------------------------------------------------------------------------- metrics

@@ -242,8 +242,11 @@ def _cpu_threads(dev: torch.device, cfg: TrainConfig) -> Iterator[None]:
             torch.set_num_threads(before)
 
 
-def _check_finite(W: torch.Tensor, recent_losses: torch.Tensor, step: int, cfg: TrainConfig, desc: str | None) -> None:
-    """Raise :class:`Diverged` when ``W`` or the recent losses hold a NaN or an infinity."""
+def check_finite(W: torch.Tensor, recent_losses: torch.Tensor, step: int, cfg, desc: str | None) -> None:
+    """Raise :class:`Diverged` when ``W`` or the recent ``(steps, instances)`` losses hold a NaN or an infinity.
+
+    ``cfg`` is the run's config (any with ``steps`` and ``lr``), which names the settings to lower.
+    """
     bad = ~torch.isfinite(W).flatten(1).all(dim=1) | ~torch.isfinite(recent_losses).all(dim=0)  # (instances,)
     if bool(bad.any()):
         instance = int(bad.nonzero()[0, 0])
@@ -254,11 +257,11 @@ def _check_finite(W: torch.Tensor, recent_losses: torch.Tensor, step: int, cfg: 
         )
 
 
-def divergence_hint(cfg: TrainConfig) -> str:
+def divergence_hint(cfg) -> str:
     """Which settings to lower after a divergence, with their values."""
     hints = [f"lr (now {cfg.lr:g})"]
-    hints += [f"{k} (now {v:g})" for k, v in (("l1", cfg.l1), ("sigma", cfg.sigma), ("init_std", cfg.init_std))
-              if v is not None and v >= 1]
+    hints += [f"{k} (now {v:g})" for k in ("l1", "sigma", "init_std")
+              if (v := getattr(cfg, k, None)) is not None and v >= 1]
     return "lower " + " or ".join(hints)
 
 
@@ -428,7 +431,7 @@ def train(
             W.grad = grad
             opt.step()
             if (t + 1) % CHECK_EVERY == 0 or t + 1 == cfg.steps:
-                _check_finite(W, losses[max(0, t + 1 - CHECK_EVERY):t + 1], t + 1, cfg, desc)
+                check_finite(W, losses[max(0, t + 1 - CHECK_EVERY):t + 1], t + 1, cfg, desc)
             if t + 1 in wanted:
                 snapshots[t + 1] = record(W).detach().cpu()
     if dev.type == "cuda":

@@ -69,11 +69,44 @@ class Experiment:
 EXPERIMENTS: dict[str, Experiment] = {}
 
 
+#: Environment variable for the smoke test of the paper-scale switch: when set to ``k``, every
+#: registered config (both scales) has each step count capped at ``k``, so a notebook or command
+#: with ``--scale paper`` runs its whole code path in seconds. Its numbers mean nothing, and a
+#: record made under it says so in its provenance. Never set it for a real run.
+SMOKE_ENV = "POLYBOOK_SMOKE_STEPS"
+
+
+def smoke_steps() -> int | None:
+    """The step cap of :data:`SMOKE_ENV`, or ``None`` when it is not set."""
+    text = os.environ.get(SMOKE_ENV, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{SMOKE_ENV} must be a positive integer when set, got {text!r}")
+    return int(text)
+
+
+def cap_steps(config: Any, steps: int) -> Any:
+    """``config`` with every step count capped at ``steps`` (fields ``steps`` and ``*_steps``).
+
+    A config whose step counts are derived (``SparsificationConfig``) provides ``capped(steps)``.
+    """
+    if hasattr(config, "capped"):
+        return config.capped(steps)
+    changes = {f.name: min(getattr(config, f.name), steps) for f in dataclasses.fields(config)
+               if f.name == "steps" or f.name.endswith("_steps")}
+    return dataclasses.replace(config, **changes)
+
+
 def register(name: str, summary: str, book: Any, paper: Any) -> Callable:
     """Decorator adding ``run(config, device, progress) -> dict`` to :data:`EXPERIMENTS`."""
 
     def wrap(run: Callable[..., dict]) -> Callable[..., dict]:
-        EXPERIMENTS[name] = Experiment(name, summary, {"book": book, "paper": paper}, run)
+        scales = {"book": book, "paper": paper}
+        cap = smoke_steps()
+        if cap is not None:
+            scales = {k: cap_steps(v, cap) for k, v in scales.items()}
+        EXPERIMENTS[name] = Experiment(name, summary, scales, run)
         return run
 
     return wrap
@@ -587,6 +620,7 @@ def run_experiment(
             "wall_seconds": round(time.perf_counter() - start, 2),
             "command": _command_line(),
             "pieces_reused": pieces.reused,
+            **({"smoke_steps": smoke_steps()} if smoke_steps() is not None else {}),
         },
     }
     try:

@@ -29,6 +29,7 @@ gradient descent and AdamW, with interference and without).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -422,6 +423,11 @@ class SparsificationConfig:
     def steps(self, j: int) -> int:
         return int(round(self.horizon / self.lam[j] / self.dt))
 
+    def capped(self, steps: int) -> "SparsificationConfig":
+        """This config with the largest ``lam``'s run cut to ``steps`` steps (the others in proportion)."""
+        horizon = min(self.horizon, steps * self.dt * max(self.lam))
+        return dataclasses.replace(self, horizon=horizon)
+
     def _train_config(self, j: int) -> TrainConfig:
         return TrainConfig(n=self.train_n, m=self.m[j], steps=self.steps(j), lr=self.dt / 4, optimizer="sgd",
                            l1=4 * self.lam[j], init_std=self.c / math.sqrt(self.m[j]), seed=self.seed + j)
@@ -443,6 +449,15 @@ class SparsificationConfig:
 
 def _log_steps(steps: int, points: int) -> np.ndarray:
     return np.unique(np.concatenate([[0], np.geomspace(1, steps, points).round().astype(np.int64)]))
+
+
+def _balance_range(sim, lam: float, late: np.ndarray) -> list | None:
+    """Smallest and largest ``(1 - ||w||^2) / (lam ||w||_1)`` over the late steps with a survivor (``None``: none)."""
+    keep = late & (sim.survivors > 0)
+    if not keep.any():
+        return None
+    ratio = (1 - sim.l2sq[keep]) / (lam * sim.l1[keep])
+    return _rounded([ratio.min(), ratio.max()])
 
 
 def _rounded(x, digits: int = 6) -> list:
@@ -475,9 +490,7 @@ def run_sparsification(cfg: SparsificationConfig, device: torch.device, progress
             "paper_survivors": _rounded(paper_survivors(t, m, lam)), "paper_l1": _rounded(paper_l1(t, m, lam)),
             "theory_survivors": _rounded(theory.survivors), "theory_l1": _rounded(theory.l1),
             "theory_relative_variance": _rounded(theory.relative_variance),
-            "balance_ratio_range": _rounded([
-                ((1 - sim.l2sq[late & (sim.survivors > 0)]) / (lam * sim.l1[late & (sim.survivors > 0)])).min(),
-                ((1 - sim.l2sq[late & (sim.survivors > 0)]) / (lam * sim.l1[late & (sim.survivors > 0)])).max()]),
+            "balance_ratio_range": _balance_range(sim, lam, late),
             "last_alone": sim.last_alone(), "affine_seconds": round(sim.seconds, 3),
         }
         del w0

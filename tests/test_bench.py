@@ -20,7 +20,8 @@ def test_baseline_and_polybook_reach_the_same_weights():
 def test_bench_row_reports_agreement_and_positive_timings():
     row = bench_one(2, 8, 16, device="cpu", min_seconds=0.01)
     assert row.max_abs_diff <= AGREEMENT_ATOL
-    assert row.baseline_ms > 0 and row.polybook_ms > 0
+    assert row.baseline_ms > 0 and row.polybook_ms > 0 and 0 < row.optimizer_ms
+    assert row.baseline_flops == 10 * 8 * 8 * 16 * 2 and row.polybook_flops == 4 * 8 * 8 * 16 * 2
     table = format_table([row])
     assert "speed-up" in table and table.rstrip().endswith("yes")
 

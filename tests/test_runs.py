@@ -346,3 +346,14 @@ def test_paper_scale_on_a_cpu_warns_with_a_runtime_estimate():
     ex.run_experiment("collisions", "paper", ["n=8", "m=8", "instances=1", "steps=5"], device="cpu",
                       progress=False, warn=notes.append)
     assert any(n.startswith("collisions at paper scale on the CPU: expect roughly") for n in notes), notes
+
+
+def test_a_chapter_loading_a_damaged_stored_result_names_the_file(tmp_path):
+    from polybook import collisions as co
+
+    ex.run_experiment("collisions", "book", ["n=8", "m=8", "instances=2", "steps=30"], device="cpu",
+                      out=tmp_path, progress=False, warn=lambda _: None)
+    f = tmp_path / "result.json"
+    f.write_text(f.read_text().replace('"scale": "book"', '"scale": "paper"'))
+    with pytest.raises(ex.ResultError, match=f"^{f}: does not match its checksum"):
+        co.load_paper_record(tmp_path)

@@ -2,7 +2,8 @@
 
     python scripts/colab_runtime.py                    # build or reuse the venv, install, run every chapter
     python scripts/colab_runtime.py --fresh            # rebuild the venv from scratch first
-    python scripts/colab_runtime.py --chapters noise   # only some chapters (names or book/NAME.ipynb)
+    python scripts/colab_runtime.py --chapters noise   # only some chapters (names or book/NAME.ipynb;
+                                                       # or COLAB_RUNTIME_CHAPTERS="noise reproduce")
 
 What it does, in order:
 
@@ -469,8 +470,9 @@ def main(argv: list[str] | None = None) -> int:
 
     colab = colab_packages()
     todo = chapters()
-    if args.chapters:
-        want = {Path(c).stem for c in args.chapters}
+    names = args.chapters or os.environ.get("COLAB_RUNTIME_CHAPTERS", "").split()
+    if names:
+        want = {Path(c).stem for c in names}
         todo = [c for c in todo if c.stem in want]
         if len(todo) != len(want):
             raise SystemExit(f"unknown chapters: {sorted(want - {c.stem for c in todo})}")
@@ -519,7 +521,8 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"   {nb_path.name:<24} {res['seconds']:7.1f} s  {status}")
                 if not res["ok"]:
                     failures.append(f"{nb_path.name} raised")
-                    log("      " + "\n      ".join(str(res.get("error", "")).strip().splitlines()[-40:]))
+                    error = re.sub(r"\x1b\[[0-9;]*m", "", str(res.get("error", "")))  # IPython's colours
+                    log("      " + "\n      ".join(error.strip().splitlines()[-40:]))
                 probe = res.get("probe")
                 if probe and not str(probe["executable"]).startswith(str(venv)):
                     failures.append(f"{nb_path.name} ran in {probe['executable']}, not in the Colab venv")

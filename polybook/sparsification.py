@@ -451,6 +451,11 @@ def _log_steps(steps: int, points: int) -> np.ndarray:
     return np.unique(np.concatenate([[0], np.geomspace(1, steps, points).round().astype(np.int64)]))
 
 
+def _finite_or_none(x: float) -> float | None:
+    """``x``, or ``None`` (JSON ``null``) for infinity: "never happened within the run"."""
+    return None if not math.isfinite(x) else x
+
+
 def _balance_range(sim, lam: float, late: np.ndarray) -> list | None:
     """Smallest and largest ``(1 - ||w||^2) / (lam ||w||_1)`` over the late steps with a survivor (``None``: none)."""
     keep = late & (sim.survivors > 0)
@@ -491,7 +496,7 @@ def run_sparsification(cfg: SparsificationConfig, device: torch.device, progress
             "theory_survivors": _rounded(theory.survivors), "theory_l1": _rounded(theory.l1),
             "theory_relative_variance": _rounded(theory.relative_variance),
             "balance_ratio_range": _balance_range(sim, lam, late),
-            "last_alone": sim.last_alone(), "affine_seconds": round(sim.seconds, 3),
+            "last_alone": _finite_or_none(sim.last_alone()), "affine_seconds": round(sim.seconds, 3),
         }
         del w0
         if cfg.euler[j]:

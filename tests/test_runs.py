@@ -219,8 +219,9 @@ def test_overwriting_a_result_says_so(tmp_path):
 
 
 def test_an_interrupted_sweep_exits_130_keeps_its_pieces_and_resumes_to_the_same_numbers(tmp_path):
-    args = ["run", "collisions", "--set", "n=32", "--set", "m=32,64,96,128,160", "--set", "instances=2",
-            "--set", "steps=2500", "--device", "cpu", "--quiet"]
+    # a quick first width, then seconds of work left, so the signal always lands mid-sweep
+    args = ["run", "collisions", "--set", "n=48", "--set", "m=32,512,768,1024,1280", "--set", "instances=2",
+            "--set", "steps=4000", "--device", "cpu", "--quiet"]
     whole = tmp_path / "whole"
     assert cli(*args, "--out", str(whole)).returncode == 0
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from . import _validate as check
 from .models import init_weights
@@ -179,8 +180,6 @@ def run_collisions(cfg: CollisionsConfig, device: torch.device, progress: bool =
     """
     pieces = Pieces(None) if pieces is None else pieces
     todo = [j for j, m in enumerate(cfg.m) if pieces.get(f"m={m}") is None]
-    from tqdm.auto import tqdm
-
     with tqdm(total=len(cfg.m), initial=len(cfg.m) - len(todo), desc="collisions widths", unit="width",
               disable=not progress or len(cfg.m) == 1, file=sys.stderr, leave=False) as bar:
         if device.type == "cpu":  # one loop per width: padding would only add work on a CPU
@@ -620,19 +619,19 @@ def run_experiment(
             "wall_seconds": round(time.perf_counter() - start, 2),
             "command": _command_line(),
             "pieces_reused": pieces.reused,
-            **({"smoke_steps": smoke_steps()} if smoke_steps() is not None else {}),
+            **({"smoke_steps": cap} if (cap := smoke_steps()) is not None else {}),
         },
     }
     try:
+        record["checksum"] = checksum(record)
         text = to_json(record)
     except ValueError as err:
         raise Diverged(name, f"produced a result that is not finite ({err}); lower lr", 0, 0, 0) from None
-    record["checksum"] = checksum(record)
     if path is not None:
         target = path / "result.json"
         if target.exists():
             say(f"replacing the existing {target}")
-        write_atomic(target, to_json(record))
+        write_atomic(target, text)
     return record
 
 

@@ -12,10 +12,14 @@ The models, training loop, metrics, theory and experiments of the polybook tutor
 from .experiments import EXPERIMENTS, load_result, run_experiment
 from .metrics import (
     BAND,
+    DEFINITION,
+    RULES,
     band_mask,
     fourth_norm,
     polysemantic_neurons,
     polysemantic_neurons_by_mass,
+    polysemantic_neurons_by_response,
+    polysemantic_by_rule,
     polysemantic_sign_pattern,
     start_end_overlap,
     winner_initial_rank,

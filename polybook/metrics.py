@@ -1,5 +1,20 @@
 """Measurements on weight matrices ``W`` of shape ``(instances, n, m)`` (or ``(n, m)``).
 
+**The book's definition of a polysemantic neuron** (every count in the book uses it unless it
+says otherwise): feature ``i`` *uses* neuron ``k`` when ``0.8 <= |W_ik| <= 1.2``, and a neuron is
+polysemantic when two or more features use it. This is the rule of the authors' code (the *band
+rule*), so our counts compare directly with theirs; it presumes what training with a
+winner-take-all force produces, encodings that are one-hot with norm about 1. Two other rules
+appear only in sensitivity analyses, each with its own threshold:
+
+- the *mass rule* (:func:`polysemantic_neurons_by_mass`): feature ``i`` uses neuron ``k`` when
+  ``W_ik^2 >= share * ||W_i||^2`` (threshold ``share = 1/2``); it ignores the size of the weights;
+- the *response rule* (:func:`polysemantic_neurons_by_response`): feature ``i`` uses neuron ``k``
+  when the neuron's activation for feature ``i`` alone, ``|W_ik|`` (or ``ReLU(W_ik)`` in a model
+  with a ReLU on the hidden layer), exceeds ``threshold = 1/2``; it has no upper end.
+
+:data:`RULES` names all three, and :func:`polysemantic_by_rule` counts with each.
+
 All functions are pure: tensors in, tensors out, nothing modified. A ``W`` holding a NaN or an
 infinity (a diverged run) is refused with a ``ValueError``: a NaN weight fails every comparison,
 so it would otherwise be counted silently as "not in the band", making a broken model look
@@ -18,6 +33,14 @@ __all__ = [
     "band_mask",
     "polysemantic_neurons",
     "polysemantic_neurons_by_mass",
+    "polysemantic_neurons_by_response",
+    "uses_band",
+    "uses_by_mass",
+    "uses_by_response",
+    "shared_neurons",
+    "RULES",
+    "DEFINITION",
+    "polysemantic_by_rule",
     "polysemantic_sign_pattern",
     "winners",
     "winner_initial_rank",
@@ -45,10 +68,44 @@ def band_mask(W: torch.Tensor, band: tuple[float, float] = BAND) -> torch.Tensor
     return (a >= lo) & (a <= hi)
 
 
-def polysemantic_neurons(W: torch.Tensor, band: tuple[float, float] = BAND) -> torch.Tensor:
-    """Number of neurons on which two or more features have a weight in ``band``.
+#: The band rule's "feature i uses neuron k": the mask of :func:`band_mask`.
+uses_band = band_mask
 
-    This is the rule of the authors' code.
+
+def uses_by_mass(W: torch.Tensor, share: float = 0.5) -> torch.Tensor:
+    """Mass rule: feature ``i`` uses neuron ``k`` when ``W_ik^2 >= share * ||W_i||^2``.
+
+    With ``share = 0.5`` each feature uses at most one neuron (two could tie at exactly one half).
+    """
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"share must be in (0, 1], got {share}")
+    sq = finite(W) ** 2
+    mass = sq.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(W.dtype).tiny)
+    return sq >= share * mass
+
+
+def uses_by_response(W: torch.Tensor, threshold: float = 0.5, relu: bool = False) -> torch.Tensor:
+    """Response rule: feature ``i`` uses neuron ``k`` when its activation there exceeds ``threshold``.
+
+    Input ``e_i`` gives neuron ``k`` the hidden activation ``W_ik``; the rule compares ``|W_ik|``
+    with ``threshold``, or ``ReLU(W_ik)`` with ``relu=True`` (a model with a ReLU on the hidden
+    layer, where a negative weight leaves the neuron silent).
+    """
+    if not threshold > 0:
+        raise ValueError(f"threshold must be > 0, got {threshold}")
+    W = finite(W)
+    return (W > threshold) if relu else (W.abs() > threshold)
+
+
+def shared_neurons(uses: torch.Tensor) -> torch.Tensor:
+    """Number of neurons that two or more features use, from a ``(..., n, m)`` "uses" mask."""
+    return (uses.sum(dim=-2) >= 2).sum(dim=-1)
+
+
+def polysemantic_neurons(W: torch.Tensor, band: tuple[float, float] = BAND) -> torch.Tensor:
+    """The book's definition: neurons on which two or more features have a weight in ``band``.
+
+    This is the band rule of the authors' code (see the module's docstring for the other rules).
 
     Returns
     -------
@@ -61,20 +118,49 @@ def polysemantic_neurons(W: torch.Tensor, band: tuple[float, float] = BAND) -> t
     >>> int(polysemantic_neurons(W))
     1
     """
-    return (band_mask(W, band).sum(dim=-2) >= 2).sum(dim=-1)
+    return shared_neurons(uses_band(W, band))
 
 
 def polysemantic_neurons_by_mass(W: torch.Tensor, share: float = 0.5) -> torch.Tensor:
-    """Threshold-free count: neurons on which two or more features put >= ``share`` of their L2 mass.
+    """Mass rule (sensitivity only): neurons on which two or more features put >= ``share`` of their L2 mass.
 
-    Feature ``i`` *uses* neuron ``k`` when ``W_ik^2 >= share * ||W_i||^2``; with ``share = 0.5``
-    each feature uses at most one neuron (two could tie at exactly one half). Unlike the band rule
-    it does not care whether the weights have grown to about 1.
+    Unlike the band rule it does not care whether the weights have grown to about 1; its
+    threshold is ``share``.
+
+    >>> W = torch.tensor([[0.3, 0.1], [-0.2, 0.0], [0.0, 2.0]])  # small weights, same pattern
+    >>> int(polysemantic_neurons_by_mass(W)), int(polysemantic_neurons(W))
+    (1, 0)
     """
-    sq = finite(W) ** 2
-    mass = sq.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(W.dtype).tiny)
-    uses = sq >= share * mass
-    return (uses.sum(dim=-2) >= 2).sum(dim=-1)
+    return shared_neurons(uses_by_mass(W, share))
+
+
+def polysemantic_neurons_by_response(W: torch.Tensor, threshold: float = 0.5, relu: bool = False) -> torch.Tensor:
+    """Response rule (sensitivity only): neurons whose activation exceeds ``threshold`` for two or more features.
+
+    >>> W = torch.tensor([[0.9, 0.0], [0.7, -0.8], [0.1, 1.0]])
+    >>> int(polysemantic_neurons_by_response(W)), int(polysemantic_neurons_by_response(W, relu=True))
+    (2, 1)
+    """
+    return shared_neurons(uses_by_response(W, threshold, relu))
+
+
+#: The three rules by name, each with what it means; ``"band"`` is :data:`DEFINITION`.
+RULES = {
+    "band": "the book's definition: 0.8 <= |W_ik| <= 1.2 for two or more features",
+    "mass": "two or more features with W_ik^2 >= 1/2 of ||W_i||^2",
+    "response": "two or more features with |W_ik| > 1/2",
+}
+#: The name of the book's definition in :data:`RULES`.
+DEFINITION = "band"
+
+
+def polysemantic_by_rule(W: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Counts of polysemantic neurons under each rule of :data:`RULES`, at their default thresholds."""
+    return {
+        "band": polysemantic_neurons(W),
+        "mass": polysemantic_neurons_by_mass(W),
+        "response": polysemantic_neurons_by_response(W),
+    }
 
 
 def polysemantic_sign_pattern(W: torch.Tensor, band: tuple[float, float] = BAND) -> torch.Tensor:

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from . import _validate as check
 from .experiments import register
 from .train import CHECK_EVERY, check_finite, resolve_device
+from .metrics import uses_by_response
 
 __all__ = [
     "SuperpositionConfig",
@@ -383,12 +384,14 @@ def features_per_neuron(W: torch.Tensor, threshold: float = REPRESENTED) -> torc
 
     Input ``e_i`` (feature ``i`` alone, at full strength) gives neuron ``k`` the activation
     ``ReLU(W_ik)``; neuron ``k`` *responds* to feature ``i`` when that activation exceeds
-    ``threshold``. A neuron with 2 or more is polysemantic.
+    ``threshold``. A neuron with 2 or more is polysemantic by the *response rule* of
+    :mod:`polybook.metrics` (``uses_by_response(W, threshold, relu=True)``), not by the book's band
+    rule: in this model weights need not approach 1.
 
     >>> features_per_neuron(torch.tensor([[0.9, 0.0], [0.7, -0.8], [0.1, 1.0]])).tolist()
     [2, 1]
     """
-    return (W > threshold).sum(dim=-2)
+    return uses_by_response(W, threshold, relu=True).sum(dim=-2)
 
 
 def neuron_census(W: torch.Tensor, threshold: float = REPRESENTED) -> torch.Tensor:

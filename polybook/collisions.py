@@ -18,7 +18,9 @@ Shapes follow the rest of polybook: ``W`` is ``(instances, n, m)``; counts over 
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +28,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .experiments import EXPERIMENTS, CollisionsConfig, apply_overrides, load_result, summarise_collisions
+from . import _validate as check
+from .experiments import (
+    EXPERIMENTS,
+    CollisionsConfig,
+    Pieces,
+    apply_overrides,
+    load_result,
+    register,
+    summarise_collisions,
+)
 from .metrics import (
     BAND,
     band_mask,
     fourth_norm,
+    one_hot_share,
     polysemantic_neurons,
     polysemantic_neurons_by_mass,
     polysemantic_sign_pattern,
@@ -45,7 +57,7 @@ from .theory import (
     predicted_polysemantic,
     simulate_collisions,
 )
-from .train import TrainConfig, TrainResult, train
+from .train import OPTIMIZERS, TrainConfig, TrainResult, train, train_memory_bytes
 
 __all__ = [
     "sweep_config",
@@ -57,6 +69,9 @@ __all__ = [
     "law_rows",
     "plot_law",
     "load_paper_record",
+    "LawOverNConfig",
+    "run_law_over_n",
+    "law_over_n_rows",
     "PAPER_COMMAND",
     "correspondence_summary",
     "shared_neuron_loss",
@@ -245,6 +260,142 @@ def load_paper_record(path: str | Path | None = None) -> dict | None:
     return None
 
 
+# --------------------------------------------------------------------------- the law over n
+
+
+@dataclass(frozen=True)
+class LawOverNConfig:
+    """Train the collisions setting at pairs ``(n[j], m[j])``: the law tested over ``n`` as well as ``m``.
+
+    The book's points vary ``n`` at a fixed ``m`` (where ``n^2/(4m)`` grows like ``n^2``) and at a
+    fixed ``n^2/m`` (where it stays put while the idealised expectation creeps up towards it). Each
+    point is counted at every step of ``checkpoint_steps`` and at the end, so a record also says
+    what more training changes. Point ``j`` uses seed ``seed + j``.
+    """
+
+    n: tuple[int, ...] = (16, 32, 64, 96, 128, 32, 48, 96, 128)
+    m: tuple[int, ...] = (256, 256, 256, 256, 256, 64, 144, 576, 1024)
+    instances: int = 32
+    steps: int = 10000
+    checkpoint_steps: tuple[int, ...] = (2500, 5000, 7500)
+    lr: float = 1e-3
+    l1: float = 1e-3
+    optimizer: str = "adamw"
+    weight_decay: float = 0.0
+    seed: int = 1000
+
+    def __post_init__(self) -> None:
+        check.integers("n", self.n)
+        check.integers("m", self.m)
+        if len(self.n) != len(self.m):
+            check.fail("m", self.m, f"a tuple of {len(self.n)} widths, one per n")
+        check.integer("instances", self.instances, minimum=2)
+        check.integer("steps", self.steps)
+        check.integers("checkpoint_steps", self.checkpoint_steps, maximum=self.steps)
+        check.number("lr", self.lr, 0.0, strict=True)
+        check.number("l1", self.l1)
+        check.choice("optimizer", self.optimizer, OPTIMIZERS)
+        check.number("weight_decay", self.weight_decay)
+        check.seed("seed", self.seed)
+
+    def capped(self, steps: int) -> "LawOverNConfig":
+        """This config with every step count capped at ``steps`` (the smoke test of the paper switch)."""
+        return dataclasses.replace(self, steps=min(self.steps, steps),
+                                   checkpoint_steps=tuple(sorted({min(c, steps) for c in self.checkpoint_steps})))
+
+    def train_config(self, j: int) -> TrainConfig:
+        """The :class:`~polybook.train.TrainConfig` of point ``j``."""
+        return TrainConfig(n=self.n[j], m=self.m[j], instances=self.instances, steps=self.steps, lr=self.lr,
+                           optimizer=self.optimizer, l1=self.l1, weight_decay=self.weight_decay, seed=self.seed + j)
+
+    def peak_bytes(self, device: torch.device) -> int:
+        """Estimated peak memory: the largest point (points train one after another), with its snapshots."""
+        snaps = len(self.checkpoint_steps) + 1
+        return max(train_memory_bytes(self.train_config(j)) + snaps * 4 * self.instances * self.n[j] * self.m[j]
+                   for j in range(len(self.n)))
+
+    def flops(self) -> float:
+        """Floating-point operations of all points (Gram forward and gradient, 4 n^2 m per step)."""
+        return float(sum(4 * n * n * m * self.instances * self.steps for n, m in zip(self.n, self.m)))
+
+
+def summarise_point(res: TrainResult) -> dict:
+    """One trained point: counts and one-hot shares per instance at each snapshot, sign split at the end."""
+    n, m = res.config.n, res.config.m
+    steps = sorted(res.snapshots)
+    return {
+        "n": n,
+        "m": m,
+        "steps": steps,
+        "polysemantic": [polysemantic_neurons(res.snapshots[t]).tolist() for t in steps],
+        "one_hot": [[round(x, 6) for x in one_hot_share(res.snapshots[t]).tolist()] for t in steps],
+        "polysemantic_by_mass": polysemantic_neurons_by_mass(res.W).tolist(),
+        "same_sign": polysemantic_sign_pattern(res.W)[:, 1].tolist(),
+        "predicted": predicted_polysemantic(n, m),
+        "predicted_exact": expected_polysemantic_exact(n, m),
+        "final_loss": round(float(res.losses[-1].mean()), 6),
+    }
+
+
+@register(
+    "collisions-n",
+    "the n^2/(4m) law over n: polysemantic neurons at fixed m and at fixed n^2/m",
+    book=LawOverNConfig(),
+    paper=LawOverNConfig(n=(64, 128, 256, 512, 128, 512), m=(1024, 1024, 1024, 1024, 256, 4096), instances=16),
+)
+def run_law_over_n(cfg: LawOverNConfig, device: torch.device, progress: bool = True,
+                   pieces: Pieces | None = None) -> dict:
+    """Per point ``(n, m)``: counts per instance at each checkpoint and at the end, and the predictions.
+
+    Each point is a piece (see :class:`~polybook.experiments.Pieces`): an interrupted run resumes.
+    """
+    from tqdm.auto import tqdm
+
+    pieces = Pieces(None) if pieces is None else pieces
+    names = [f"n={n},m={m}" for n, m in zip(cfg.n, cfg.m)]
+    todo = [j for j, name in enumerate(names) if pieces.get(name) is None]
+    with tqdm(total=len(names), initial=len(names) - len(todo), desc="collisions-n points", unit="point",
+              disable=not progress, file=sys.stderr, leave=False) as bar:
+        for j in todo:
+            res = train(cfg.train_config(j), snapshot_steps=(*cfg.checkpoint_steps, cfg.steps), device=str(device),
+                        progress=progress, desc=f"collisions-n {names[j]}")
+            pieces.put(names[j], summarise_point(res))
+            bar.update()
+    return {"points": [pieces.get(name) for name in names]}
+
+
+def law_over_n_rows(record: dict) -> list[dict]:
+    """One row per point of a ``collisions-n`` record: the count at the end against three predictions.
+
+    Keys: ``n``, ``m``, ``mean``, ``sem`` (standard error over instances), ``predicted``
+    (``n^2/(4m)``), ``exact`` (the idealised expectation), ``double`` (``n^2/(2m)``, the count if
+    every colliding pair made a polysemantic neuron), ``z_law``/``z_exact``/``z_double`` (the gap to
+    each in standard errors), ``one_hot`` (share of one-hot encodings at the end), ``moved`` (mean
+    count at the end minus at the last checkpoint) with its paired standard error ``moved_sem``,
+    and ``same_sign`` (mean same-sign polysemantic neurons).
+    """
+    rows = []
+    for p in record["results"]["points"]:
+        counts = np.asarray(p["polysemantic"], dtype=float)  # (checkpoints + end, instances)
+        end = counts[-1]
+        before = counts[-2] if len(counts) > 1 else end
+        k = end.size
+        sem = float(end.std(ddof=1) / math.sqrt(k))
+        floor = max(sem, 1.0 / k)  # an all-equal sample has s.e. 0: one count in k is the floor
+        d = end - before
+        row = {
+            "n": p["n"], "m": p["m"], "mean": float(end.mean()), "sem": sem,
+            "predicted": p["predicted"], "exact": p["predicted_exact"], "double": 2 * p["predicted"],
+            "one_hot": float(np.mean(p["one_hot"][-1])),
+            "moved": float(d.mean()), "moved_sem": float(d.std(ddof=1) / math.sqrt(k)),
+            "same_sign": float(np.mean(p["same_sign"])),
+        }
+        for key, ref in (("z_law", "predicted"), ("z_exact", "exact"), ("z_double", "double")):
+            row[key] = (row["mean"] - row[ref]) / floor
+        rows.append(row)
+    return rows
+
+
 # --------------------------------------------------------------------------- start and end
 
 
@@ -399,7 +550,7 @@ def summarise_weights(W: torch.Tensor, final_loss: torch.Tensor | None = None,
         "band": float(polysemantic_neurons(W).double().mean()),
         "by_mass": float(polysemantic_neurons_by_mass(W).double().mean()),
         "same": float(polysemantic_sign_pattern(W)[..., 1].double().mean()),
-        "onehot": float(((W.abs() > 1e-3).sum(-1) == 1).double().mean()),
+        "onehot": float(one_hot_share(W).mean()),
         "fourth": float(fourth_norm(W).double().mean()),
         "predicted": predicted_polysemantic(n, m),
     }

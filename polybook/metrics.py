@@ -45,6 +45,7 @@ __all__ = [
     "winners",
     "winner_initial_rank",
     "fourth_norm",
+    "one_hot_share",
     "start_end_overlap",
     "reconstruction_loss",
 ]
@@ -212,6 +213,17 @@ def fourth_norm(W: torch.Tensor) -> torch.Tensor:
     It is 1 for a one-hot unit encoding and about ``3/m`` for a dense random unit encoding.
     """
     return finite(W).pow(4).sum(dim=-1)
+
+
+def one_hot_share(W: torch.Tensor, tol: float = 1e-3) -> torch.Tensor:
+    """Share of encodings with exactly one weight above ``tol`` in magnitude, shape ``W.shape[:-2]``.
+
+    It tells whether the winner-take-all dynamic has finished: 1 when every feature is one-hot.
+
+    >>> one_hot_share(torch.tensor([[1.0, 0.0], [0.5, 0.5]])).item()
+    0.5
+    """
+    return ((finite(W).abs() > tol).sum(dim=-1) == 1).double().mean(dim=-1)
 
 
 def start_end_overlap(W_start: torch.Tensor, W_end: torch.Tensor) -> torch.Tensor:

@@ -38,6 +38,7 @@ from .metrics import (
     fourth_norm,
     polysemantic_neurons,
     polysemantic_neurons_by_mass,
+    polysemantic_neurons_by_response,
     polysemantic_sign_pattern,
     winner_initial_rank,
 )
@@ -60,6 +61,8 @@ __all__ = [
     "mean_fourth_norm",
     "NoiseConfig",
     "run_noise",
+    "NoiseWidthConfig",
+    "run_noise_width",
     "explorer_figure",
 ]
 
@@ -480,8 +483,9 @@ def _final(res: TrainResult) -> dict:
         "W_first": [[round(float(v), 4) for v in row] for row in W[0]],
         "norm_sq": [round(float(v), 6) for v in (W**2).sum(-1).mean(-1)],
         "largest_weight": [round(float(v), 6) for v in W.abs().amax(-1).mean(-1)],
-        "polysemantic_by_mass": polysemantic_neurons_by_mass(W).tolist(),
         "polysemantic_band": polysemantic_neurons(W).tolist(),
+        "polysemantic_by_mass": polysemantic_neurons_by_mass(W).tolist(),
+        "polysemantic_by_response": polysemantic_neurons_by_response(W).tolist(),
         "mixed_sign_band": signs[:, 0].tolist(),
         "final_loss": round(float(res.losses[-1].mean()), 6),
     }
@@ -523,6 +527,127 @@ def run_noise(cfg: NoiseConfig, device: torch.device, progress: bool = True) -> 
         "predicted_polysemantic_exact": round(expected_polysemantic_exact(cfg.n, cfg.m), 6),
         "runs": main, "separate": separate,
     }
+
+
+# --------------------------------------------------------------------------- beyond n = 8
+
+
+@dataclass(frozen=True)
+class NoiseWidthConfig:
+    """The noise experiment at several sizes: ``n`` features and ``m = ratio * n`` neurons.
+
+    For each ``n`` in ``ns`` one call of :func:`train_together` trains ``instances`` models of
+    every family in ``families`` at every ``sigma`` (independent noise, SGD at ``lr`` for
+    ``steps`` steps, no L1), all from the same initial weights (seed ``seed + n``), so the
+    families are compared instance by instance. A second call trains the L1 model of the
+    collisions story from those same weights (SGD at ``lr``, ``l1`` for ``l1_steps`` steps, no
+    noise) as a paired control for the polysemantic-neuron count.
+    """
+
+    ns: tuple[int, ...] = (8, 16, 32)
+    ratio: int = 2
+    families: tuple[str, ...] = ("bernoulli", "gaussian")
+    sigmas: tuple[float, ...] = (0.1, 0.15)
+    instances: int = 8
+    steps: int = 100_000
+    lr: float = 0.02
+    l1: float = 0.01
+    l1_steps: int = 10_000
+    snapshots: int = 40
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.ns:
+            raise ValueError("ns must name at least one number of features, got an empty tuple")
+        for n in self.ns:
+            check.integer("n", n, minimum=2)
+        check.integer("ratio", self.ratio)
+        for f in self.families:
+            check.choice("family", f, FAMILIES)
+        for s in self.sigmas:
+            check.number("sigma", s, 0.0, strict=True)
+        check.integer("instances", self.instances)
+        check.integer("steps", self.steps)
+        check.number("lr", self.lr, 0.0, strict=True)
+        check.number("l1", self.l1, 0.0, strict=True)
+        check.integer("l1_steps", self.l1_steps)
+        check.integer("snapshots", self.snapshots, minimum=2)
+        check.seed("seed", self.seed)
+
+    def settings(self) -> list[tuple[str, float]]:
+        """The noise runs at each ``n``: every ``(family, sigma)``."""
+        return [(f, s) for f in self.families for s in self.sigmas]
+
+    def peak_bytes(self, device: torch.device) -> int:
+        """Estimated peak memory of the largest program, in bytes."""
+        n = max(self.ns)
+        m, b = self.ratio * n, len(self.settings()) * self.instances
+        return 4 * (10 * b * n * m + 3 * b * n * n + 2 * self.steps * b)
+
+    def flops(self) -> float:
+        """Floating-point operations of all the programs (6 n^2 m per instance and step)."""
+        per = sum(6 * n * n * self.ratio * n for n in self.ns)
+        return float(per * self.instances * (len(self.settings()) * self.steps + self.l1_steps))
+
+    def train_config(self, n: int, family: str = "none", sigma: float = 0.0) -> TrainConfig:
+        """The :class:`~polybook.train.TrainConfig` of one run at ``n`` (``family="none"``: the L1 control)."""
+        if family == "none":
+            return TrainConfig(n=n, m=self.ratio * n, instances=self.instances, steps=self.l1_steps, lr=self.lr,
+                               optimizer="sgd", l1=self.l1, seed=self.seed + n)
+        return TrainConfig(n=n, m=self.ratio * n, instances=self.instances, steps=self.steps, lr=self.lr,
+                           optimizer="sgd", noise=family, sigma=sigma, seed=self.seed + n)
+
+
+def _width_final(W0: torch.Tensor, W: torch.Tensor) -> dict:
+    n = W.shape[-2]
+    G = W @ W.transpose(-1, -2)  # (instances, n, n)
+    off = ~torch.eye(n, dtype=torch.bool)
+    f4 = fourth_norm(W)  # (instances, n)
+    r4 = lambda x: [round(float(v), 6) for v in x]  # noqa: E731
+    return {
+        "fourth_norm": r4(f4.mean(-1)),
+        "dense_features": (f4 < 0.5).sum(-1).tolist(),
+        "mean_overlap": r4(torch.stack([g[off].mean() for g in G])),
+        "norm_sq": r4((W**2).sum(-1).mean(-1)),
+        "sum_norm_sq": r4((W.sum(-2) ** 2).sum(-1)),
+        "largest_weight": r4(W.abs().amax(-1).mean(-1)),
+        "winner_is_initial_leader": r4((winner_initial_rank(W0, W) == 0).float().mean(-1)),
+        "polysemantic_band": polysemantic_neurons(W).tolist(),
+        "polysemantic_by_mass": polysemantic_neurons_by_mass(W).tolist(),
+        "polysemantic_by_response": polysemantic_neurons_by_response(W).tolist(),
+        "mixed_sign_band": polysemantic_sign_pattern(W)[:, 0].tolist(),
+    }
+
+
+@register(
+    "noise_width",
+    "Bernoulli vs Gaussian hidden-layer noise at n = 8, 16, 32 features (m = 2n): sparsity, overlaps, "
+    "polysemantic neurons, with a paired L1 control",
+    book=NoiseWidthConfig(),
+    paper=NoiseWidthConfig(ns=(8, 16, 32, 64), instances=16),
+)
+def run_noise_width(cfg: NoiseWidthConfig, device: torch.device, progress: bool = True) -> dict:
+    """Per ``n``: fourth-norm curves and final summaries of every noise run, and of the L1 control."""
+    dev = str(device)
+    out = []
+    for n in cfg.ns:
+        m = cfg.ratio * n
+        W0 = init_weights(cfg.instances, n, m, seed=cfg.seed + n)
+        settings = cfg.settings()
+        configs = [cfg.train_config(n, f, s) for f, s in settings]
+        results = train_together(configs, W0s=[W0] * len(configs), snapshot_steps=log_steps(cfg.steps, cfg.snapshots),
+                                 snapshot_fn=mean_fourth_norm, device=dev, progress=progress, desc=f"noise n={n}")
+        runs = [{"family": f, "sigma": s, **_curve(r), **_width_final(W0, r.W)} for (f, s), r in zip(settings, results)]
+        l1 = train_together([cfg.train_config(n)], W0s=[W0], device=dev, progress=progress, desc=f"L1 n={n}")[0]
+        out.append({
+            "n": n, "m": m,
+            "simplex_overlap": -1.0 / (n - 1),
+            "expected_polysemantic_exact": round(expected_polysemantic_exact(n, m), 6),
+            "predicted_polysemantic": predicted_polysemantic(n, m),
+            "runs": runs,
+            "l1": _width_final(W0, l1.W),
+        })
+    return {"widths": out}
 
 
 # --------------------------------------------------------------------------- explorer

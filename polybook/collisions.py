@@ -49,7 +49,7 @@ from .metrics import (
     winner_initial_rank,
     winners,
 )
-from .models import reconstruction_loss
+from .models import init_weights, reconstruction_loss
 from .plots import PALETTE
 from .theory import (
     expected_colliding_pairs,
@@ -72,6 +72,8 @@ __all__ = [
     "LawOverNConfig",
     "run_law_over_n",
     "law_over_n_rows",
+    "replay_law_over_n",
+    "plot_law_over_n",
     "PAPER_COMMAND",
     "correspondence_summary",
     "shared_neuron_loss",
@@ -364,6 +366,28 @@ def run_law_over_n(cfg: LawOverNConfig, device: torch.device, progress: bool = T
     return {"points": [pieces.get(name) for name in names]}
 
 
+def replay_law_over_n(record: dict, points: int = 1, instances: int = 2, device: str = "cpu") -> dict:
+    """Re-train a cheap slice of a stored ``collisions-n`` record: its first ``points`` points, first ``instances``.
+
+    The slice starts from the very same initial weights (the stored run's draw, sliced) and is
+    counted at the same steps. Returns ``{"stored": [...], "replayed": [...]}``: per point, the
+    counts per checkpoint of the sliced instances.
+    """
+    if record.get("experiment") != "collisions-n":
+        raise ValueError(f"record must be a collisions-n result, got {record.get('experiment')!r}")
+    conf = record["config"]
+    cfg = LawOverNConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in conf.items()})
+    out: dict[str, list] = {"stored": [], "replayed": []}
+    for j in range(min(points, len(cfg.n))):
+        full = cfg.train_config(j)
+        W0 = init_weights(full.instances, full.n, full.m, seed=full.seed)[:instances]
+        res = train(dataclasses.replace(full, instances=W0.shape[0]), W0=W0, device=device, progress=False,
+                    snapshot_steps=(*cfg.checkpoint_steps, cfg.steps))
+        out["stored"].append([c[:instances] for c in record["results"]["points"][j]["polysemantic"]])
+        out["replayed"].append(summarise_point(res)["polysemantic"])
+    return out
+
+
 def law_over_n_rows(record: dict) -> list[dict]:
     """One row per point of a ``collisions-n`` record: the count at the end against three predictions.
 
@@ -394,6 +418,40 @@ def law_over_n_rows(record: dict) -> list[dict]:
             row[key] = (row["mean"] - row[ref]) / floor
         rows.append(row)
     return rows
+
+
+def plot_law_over_n(ax, rows: Sequence[dict], title: str = "", color: str | None = None) -> None:
+    """Mean count (with standard error) against ``n`` for one family of :func:`law_over_n_rows`.
+
+    The family either shares ``m`` (then ``m`` stays fixed along the curves) or shares ``n^2/m``
+    (then ``m = n^2 / ratio`` along them). Curves: ``n^2/(4m)`` (black), ``n^2/(2m)`` (dotted) and
+    the idealised exact expectation (grey).
+    """
+    color = color or PALETTE["measured"]
+    ns = np.array([r["n"] for r in rows], dtype=float)
+    ms = np.array([r["m"] for r in rows], dtype=float)
+    if np.all(ms == ms[0]):
+        width = lambda n: ms[0]  # noqa: E731
+    else:
+        ratio = float(np.mean(ns**2 / ms))
+        width = lambda n: n * n / ratio  # noqa: E731
+    grid = np.geomspace(ns.min(), ns.max(), 60)
+    wg = np.array([width(g) for g in grid])
+    ax.plot(grid, grid**2 / (4 * wg), color=PALETTE["theory"], lw=1.4, label="$n^2/(4m)$")
+    ax.plot(grid, grid**2 / (2 * wg), color=PALETTE["theory"], lw=1.2, ls=":", label="$n^2/(2m)$: every colliding pair")
+    ax.plot(grid, [expected_polysemantic_exact(int(round(g)), max(1, int(round(w)))) for g, w in zip(grid, wg)],
+            color=PALETTE["theory_alt"], lw=1.4, ls="-.", label="idealised exact expectation")
+    ax.errorbar(ns, [r["mean"] for r in rows], yerr=[r["sem"] for r in rows], fmt="o", color=color, ms=5,
+                capsize=3, label="trained: mean $\\pm$ s.e.")
+    for r in rows:
+        ax.annotate(f"m={r['m']}", (r["n"], r["mean"]), textcoords="offset points", xytext=(5, -11), fontsize=7,
+                    color="0.35")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("features $n$ (log scale)")
+    ax.set_ylabel("polysemantic neurons (log scale)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="upper left")
 
 
 # --------------------------------------------------------------------------- start and end

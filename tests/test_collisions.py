@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import matplotlib
 
@@ -190,3 +191,64 @@ def test_summarise_weights_of_a_dense_and_a_one_hot_model():
     one_hot = torch.eye(4, 16).unsqueeze(0)
     r = co.summarise_weights(one_hot, W0=one_hot)
     assert r["onehot"] == 1 and r["fourth"] == 1 and r["leader"] == 1 and r["band"] == 0
+
+
+# --------------------------------------------------------------------------- the law over n
+
+LAW_N_STORED = Path(__file__).resolve().parent.parent / "book" / "results" / "collisions-n" / "result.json"
+
+
+def _tiny_law_n(tmp_path):
+    return pb.run_experiment("collisions-n", "book", ["n=8,16", "m=16,16", "instances=3", "steps=600",
+                                                      "checkpoint_steps=200,400", "lr=0.01", "l1=0.01"],
+                             device="cpu", out=tmp_path, progress=False)
+
+
+def test_law_over_n_counts_every_checkpoint_and_replays_exactly(tmp_path):
+    record = _tiny_law_n(tmp_path)
+    points = record["results"]["points"]
+    assert [(p["n"], p["m"]) for p in points] == [(8, 16), (16, 16)]
+    assert all(p["steps"] == [200, 400, 600] and len(p["polysemantic"]) == 3 for p in points)
+    assert all(len(c) == 3 for p in points for c in p["polysemantic"])
+    assert points[1]["predicted"] == 16**2 / (4 * 16)
+    replay = co.replay_law_over_n(pb.load_result(tmp_path), points=2, instances=2)
+    assert replay["replayed"] == replay["stored"]
+
+
+def test_law_over_n_rows_compare_with_three_predictions():
+    point = {"n": 8, "m": 16, "steps": [5, 10], "polysemantic": [[1, 1, 2, 0], [1, 1, 1, 1]],
+             "one_hot": [[0.5] * 4, [1.0] * 4], "same_sign": [0, 0, 0, 0], "predicted": 1.0,
+             "predicted_exact": 0.725}
+    (row,) = co.law_over_n_rows({"results": {"points": [point]}})
+    assert row["mean"] == 1.0 and row["double"] == 2.0 and row["one_hot"] == 1.0
+    assert row["sem"] == 0.0 and row["z_double"] == (1.0 - 2.0) / 0.25  # s.e. 0 is floored at one count in 4
+    assert row["moved"] == 0.0 and row["z_exact"] == pytest.approx((1.0 - 0.725) / 0.25)
+
+
+def test_law_over_n_config_refuses_mismatched_points_and_late_checkpoints():
+    with pytest.raises(ValueError, match="one per n"):
+        co.LawOverNConfig(n=(8, 16), m=(16,))
+    with pytest.raises(ValueError, match="checkpoint_steps"):
+        co.LawOverNConfig(steps=100, checkpoint_steps=(50, 200))
+    capped = co.LawOverNConfig().capped(2)
+    assert capped.steps == 2 and capped.checkpoint_steps == (2,)
+
+
+@pytest.mark.skipif(not LAW_N_STORED.exists(), reason="no stored collisions-n result")
+def test_stored_law_over_n_matches_a_replayed_slice():
+    record = pb.load_result(LAW_N_STORED)
+    assert record["provenance"]["git_dirty"] is False
+    replay = co.replay_law_over_n(record, points=1, instances=2)
+    assert replay["replayed"] == replay["stored"]
+
+
+def test_plot_law_over_n_draws_both_families():
+    rows = co.law_over_n_rows({"results": {"points": [
+        {"n": n, "m": m, "steps": [1], "polysemantic": [[1, 2]], "one_hot": [[1.0, 1.0]], "same_sign": [0, 0],
+         "predicted": n * n / (4 * m), "predicted_exact": pb.expected_polysemantic_exact(n, m)}
+        for n, m in [(16, 64), (32, 64), (32, 256), (64, 1024)]]}})
+    fig, axes = plt.subplots(1, 2)
+    co.plot_law_over_n(axes[0], rows[:2])
+    co.plot_law_over_n(axes[1], rows[2:])
+    assert len(axes[0].lines) >= 3 and len(axes[1].lines) >= 3
+    plt.close(fig)

@@ -543,11 +543,16 @@ class WinnersConfig:
     exactly what ``interference=False`` computes, feature by feature). AdamW uses ``adamw_lr``,
     ``adamw_l1``, ``adamw_steps``; gradient descent ``sgd_lr``, ``sgd_l1``, ``sgd_steps``. The
     ``j``-th ``m`` uses seed ``seed + j``. Winners are recorded at ``points`` log-spaced steps.
+
+    The learning-rate sweep trains, at ``m = lr_m`` (one of ``m``) and from the same initial
+    weights as the main run there, AdamW with each learning rate of ``adamw_lr_sweep`` for
+    ``adamw_lr * adamw_steps / lr`` steps (the product of learning rate and steps held fixed),
+    with interference. An empty sweep skips it.
     """
 
     n: int = 64
     m: tuple[int, ...] = (128, 256, 512)
-    instances: int = 2
+    instances: int = 8
     adamw_lr: float = 1e-3
     adamw_l1: float = 1e-3
     adamw_steps: int = 6000
@@ -555,6 +560,8 @@ class WinnersConfig:
     sgd_l1: float = 0.01
     sgd_steps: int = 3000
     points: int = 24
+    lr_m: int = 256
+    adamw_lr_sweep: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -568,6 +575,12 @@ class WinnersConfig:
         for name in ("adamw_steps", "sgd_steps"):
             check.integer(name, getattr(self, name))
         check.integer("points", self.points, minimum=2)
+        if not isinstance(self.adamw_lr_sweep, tuple):
+            check.fail("adamw_lr_sweep", self.adamw_lr_sweep, "a tuple of learning rates")
+        for lr in self.adamw_lr_sweep:
+            check.number("adamw_lr_sweep", lr, 0.0, strict=True)
+        if self.adamw_lr_sweep and self.lr_m not in self.m:
+            check.fail("lr_m", self.lr_m, f"one of m {self.m}")
         check.seed("seed", self.seed)
 
     def train_config(self, j: int, optimizer: str, single: bool) -> TrainConfig:
@@ -577,9 +590,16 @@ class WinnersConfig:
         return TrainConfig(n=n, m=self.m[j], instances=inst, steps=steps, lr=lr, l1=l1,
                            optimizer=optimizer, seed=self.seed + j)
 
+    def sweep_config(self, lr: float) -> TrainConfig:
+        """The AdamW run of the learning-rate sweep at ``lr``: ``lr * steps = adamw_lr * adamw_steps``."""
+        j = self.m.index(self.lr_m)
+        steps = max(1, round(self.adamw_lr * self.adamw_steps / lr))
+        return dataclasses.replace(self.train_config(j, "adamw", False), lr=lr, steps=steps)
+
     def _runs(self) -> list[TrainConfig]:
-        return [self.train_config(j, opt, single) for j in range(len(self.m))
+        main = [self.train_config(j, opt, single) for j in range(len(self.m))
                 for opt in ("sgd", "adamw") for single in (False, True)]
+        return main + [self.sweep_config(lr) for lr in self.adamw_lr_sweep if lr != self.adamw_lr]
 
     def peak_bytes(self, device: torch.device) -> int:
         """Estimated peak memory of the largest single run, in bytes."""
@@ -593,7 +613,8 @@ class WinnersConfig:
 def winner_record(W0: torch.Tensor, snapshots: dict[int, torch.Tensor]) -> dict:
     """Leader statistics from ``W0`` and snapshots of ``torch.stack([winners, dominance], -1)``.
 
-    Returns the final fractions of features won by the initial leader (``leader``), by one of
+    Returns the final fractions of features won by the initial leader (``leader``; per instance
+    in ``leader_by_instance``, the independent units for a standard error), by one of
     the initial top 3 (``top3``), settled on one neuron (``settled``: dominance > 0.9), and
     whose arg-max did not change over the second half of the run (``stable``: the winner is
     decided); and, over the recorded ``steps``, the fraction whose current arg-max is still the
@@ -608,6 +629,7 @@ def winner_record(W0: torch.Tensor, snapshots: dict[int, torch.Tensor]) -> dict:
     stable = (win[half] == final).all(0)
     return {
         "leader": round(float((rank == 0).double().mean()), 4),
+        "leader_by_instance": [round(float(v), 4) for v in (rank == 0).double().mean(-1)],
         "stable": round(float(stable.double().mean()), 4),
         "top3": round(float((rank < 3).double().mean()), 4),
         "settled": round(float((snapshots[steps[-1]][..., 1] > 0.9).double().mean()), 4),
@@ -621,25 +643,43 @@ def winner_record(W0: torch.Tensor, snapshots: dict[int, torch.Tensor]) -> dict:
     "winners",
     "how often the initial leader of a feature wins, SGD vs AdamW, with and without interference",
     book=WinnersConfig(),
-    paper=WinnersConfig(n=256, m=(512, 1024, 2048, 4096), instances=4, adamw_steps=10000, sgd_steps=6000),
+    paper=WinnersConfig(n=256, m=(512, 1024, 2048, 4096), instances=4, adamw_steps=10000, sgd_steps=6000, lr_m=1024),
 )
 def run_winners(cfg: WinnersConfig, device: torch.device, progress: bool = True) -> dict:
-    """Per ``m``, optimiser and regime (``"interference"`` or ``"single"``): :func:`winner_record`."""
-    out: dict = {"n": cfg.n, "m": list(cfg.m), "runs": []}
+    """Per ``m``, optimiser and regime (``"interference"`` or ``"single"``): :func:`winner_record`.
+
+    ``lr_sweep`` holds the AdamW learning-rate sweep at ``m = lr_m`` (each entry with its
+    ``lr`` and ``steps``; the entry at ``adamw_lr`` is the main run's) and the main gradient
+    descent run there.
+    """
+    out: dict = {"n": cfg.n, "m": list(cfg.m), "runs": [], "lr_sweep": []}
+
+    def one(tc: TrainConfig, desc: str) -> dict:
+        snaps = _log_steps(tc.steps, cfg.points).tolist()
+        res = train(tc, snapshot_steps=snaps, device=str(device), progress=progress,
+                    snapshot_fn=lambda W: torch.stack([winners_of(W), dominance(W)], -1), desc=desc)
+        rec = winner_record(res.W0, res.snapshots)
+        top = res.W.abs().argmax(-1, keepdim=True)
+        rec["same_sign"] = round(float((torch.sign(res.W0.gather(-1, top))
+                                        == torch.sign(res.W.gather(-1, top))).double().mean()), 4)
+        return rec
+
     for j, m in enumerate(cfg.m):
         for opt in ("sgd", "adamw"):
             for single in (False, True):
                 tc = cfg.train_config(j, opt, single)
-                snaps = _log_steps(tc.steps, cfg.points).tolist()
-                res = train(tc, snapshot_steps=snaps, device=str(device), progress=progress,
-                            snapshot_fn=lambda W: torch.stack([winners_of(W), dominance(W)], -1),
-                            desc=f"winners m={m} {opt}{' single' if single else ''}")
-                rec = winner_record(res.W0, res.snapshots)
-                rec["same_sign"] = round(float(
-                    (torch.sign(res.W0.gather(-1, res.W.abs().argmax(-1, keepdim=True)))
-                     == torch.sign(res.W.gather(-1, res.W.abs().argmax(-1, keepdim=True)))).double().mean()), 4)
+                rec = one(tc, f"winners m={m} {opt}{' single' if single else ''}")
                 out["runs"].append({"m": m, "optimizer": opt, "regime": "single" if single else "interference",
-                                    "features": tc.n * tc.instances, **rec})
+                                    "features": tc.n * tc.instances, "lr": tc.lr, **rec})
+    if cfg.adamw_lr_sweep:
+        main = {r["optimizer"]: r for r in out["runs"] if r["m"] == cfg.lr_m and r["regime"] == "interference"}
+        for lr in cfg.adamw_lr_sweep:
+            tc = cfg.sweep_config(lr)
+            rec = main["adamw"] if lr == cfg.adamw_lr else {
+                "m": cfg.lr_m, "optimizer": "adamw", "regime": "interference", "features": tc.n * tc.instances,
+                "lr": lr, **one(tc, f"winners m={cfg.lr_m} adamw lr={lr:g}")}
+            out["lr_sweep"].append({**rec, "run_steps": tc.steps})
+        out["lr_sweep"].append({**main["sgd"], "run_steps": cfg.sgd_steps})
     return out
 
 

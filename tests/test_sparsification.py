@@ -187,7 +187,7 @@ def test_winner_record_counts_leaders_top3_and_decided_features():
 
 
 def test_single_feature_winner_is_always_the_initial_leader():
-    cfg = sp.WinnersConfig(n=8, m=(32,), instances=2, adamw_steps=300, sgd_steps=300, points=8)
+    cfg = sp.WinnersConfig(n=8, m=(32,), instances=2, adamw_steps=300, sgd_steps=300, points=8, adamw_lr_sweep=())
     for opt in ("sgd", "adamw"):
         res = train(cfg.train_config(0, opt, single=True), progress=False, device="cpu")
         assert bool((pb_rank(res.W0, res.W) == 0).all())

@@ -479,6 +479,7 @@ def _final(res: TrainResult) -> dict:
         "fourth_norm": [round(float(v), 6) for v in mean_fourth_norm(W)],
         "feature_fourth_norm": [[round(float(v), 4) for v in row] for row in fourth_norm(W)],
         "mean_overlap": [round(float(g[off].mean()), 6) for g in G],
+        "sum_norm_sq": [round(float(v), 6) for v in (W.sum(-2) ** 2).sum(-1)],
         "winner_is_initial_leader": round(float((winner_initial_rank(res.W0, W) == 0).float().mean()), 4),
         "W_first": [[round(float(v), 4) for v in row] for row in W[0]],
         "norm_sq": [round(float(v), 6) for v in (W**2).sum(-1).mean(-1)],
@@ -542,6 +543,11 @@ class NoiseWidthConfig:
     families are compared instance by instance. A second call trains the L1 model of the
     collisions story from those same weights (SGD at ``lr``, ``l1`` for ``l1_steps`` steps, no
     noise) as a paired control for the polysemantic-neuron count.
+
+    Then, at ``n = fluct_n``, the fluctuation test of the ``noise`` experiment for ``fluct_family``
+    at ``fluct_sigma``, from the same initial weights: the gradient averaged over ``draws`` noise
+    draws per step (``steps`` steps), and one draw at ``lr / slow_factor`` for ``slow_factor *
+    steps`` steps (the same time ``lr * steps``). The one-draw run at ``lr`` is the main run.
     """
 
     ns: tuple[int, ...] = (8, 16, 32)
@@ -554,6 +560,11 @@ class NoiseWidthConfig:
     l1: float = 0.01
     l1_steps: int = 10_000
     snapshots: int = 40
+    fluct_n: int = 32
+    fluct_family: str = "bernoulli"
+    fluct_sigma: float = 0.15
+    draws: int = 4
+    slow_factor: int = 2
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -572,6 +583,12 @@ class NoiseWidthConfig:
         check.number("l1", self.l1, 0.0, strict=True)
         check.integer("l1_steps", self.l1_steps)
         check.integer("snapshots", self.snapshots, minimum=2)
+        if self.fluct_n not in self.ns:
+            raise ValueError(f"fluct_n must be one of ns = {self.ns}, got {self.fluct_n}")
+        check.choice("fluct_family", self.fluct_family, FAMILIES)
+        check.number("fluct_sigma", self.fluct_sigma, 0.0, strict=True)
+        check.integer("draws", self.draws)
+        check.integer("slow_factor", self.slow_factor)
         check.seed("seed", self.seed)
 
     def settings(self) -> list[tuple[str, float]]:
@@ -582,20 +599,30 @@ class NoiseWidthConfig:
         """Estimated peak memory of the largest program, in bytes."""
         n = max(self.ns)
         m, b = self.ratio * n, len(self.settings()) * self.instances
-        return 4 * (10 * b * n * m + 3 * b * n * n + 2 * self.steps * b)
+        main = 4 * (10 * b * n * m + 3 * b * n * n + 2 * self.steps * b)
+        k, nf = self.draws, self.fluct_n
+        fluct = 4 * (6 * self.instances * nf * self.ratio * nf * (1 + k) + 3 * k * self.instances * nf * nf
+                     + 2 * self.slow_factor * self.steps * self.instances)
+        return max(main, fluct)
 
     def flops(self) -> float:
-        """Floating-point operations of all the programs (6 n^2 m per instance and step)."""
+        """Floating-point operations of all the programs (6 n^2 m per instance, step and draw)."""
         per = sum(6 * n * n * self.ratio * n for n in self.ns)
-        return float(per * self.instances * (len(self.settings()) * self.steps + self.l1_steps))
+        fluct = 6 * self.fluct_n**3 * self.ratio * self.steps * (self.draws + self.slow_factor)
+        return float(per * self.instances * (len(self.settings()) * self.steps + self.l1_steps) + fluct * self.instances)
 
-    def train_config(self, n: int, family: str = "none", sigma: float = 0.0) -> TrainConfig:
-        """The :class:`~polybook.train.TrainConfig` of one run at ``n`` (``family="none"``: the L1 control)."""
+    def train_config(self, n: int, family: str = "none", sigma: float = 0.0, draws: int = 1,
+                     slow: int = 1) -> TrainConfig:
+        """The :class:`~polybook.train.TrainConfig` of one run at ``n`` (``family="none"``: the L1 control).
+
+        ``draws`` noise draws per step; ``slow`` divides the learning rate and multiplies the steps.
+        """
         if family == "none":
             return TrainConfig(n=n, m=self.ratio * n, instances=self.instances, steps=self.l1_steps, lr=self.lr,
                                optimizer="sgd", l1=self.l1, seed=self.seed + n)
-        return TrainConfig(n=n, m=self.ratio * n, instances=self.instances, steps=self.steps, lr=self.lr,
-                           optimizer="sgd", noise=family, sigma=sigma, seed=self.seed + n)
+        return TrainConfig(n=n, m=self.ratio * n, instances=self.instances, steps=self.steps * slow,
+                           lr=self.lr / slow, optimizer="sgd", noise=family, sigma=sigma, noise_draws=draws,
+                           seed=self.seed + n)
 
 
 def _width_final(W0: torch.Tensor, W: torch.Tensor) -> dict:
@@ -647,7 +674,19 @@ def run_noise_width(cfg: NoiseWidthConfig, device: torch.device, progress: bool 
             "runs": runs,
             "l1": _width_final(W0, l1.W),
         })
-    return {"widths": out}
+
+    n = cfg.fluct_n
+    W0 = init_weights(cfg.instances, n, cfg.ratio * n, seed=cfg.seed + n)
+    fluct = []
+    for name, draws, slow in [(f"{cfg.draws} draws", cfg.draws, 1), (f"lr / {cfg.slow_factor}", 1, cfg.slow_factor)]:
+        c = cfg.train_config(n, cfg.fluct_family, cfg.fluct_sigma, draws=draws, slow=slow)
+        r = train_together([c], W0s=[W0], snapshot_steps=log_steps(c.steps, cfg.snapshots), snapshot_fn=mean_fourth_norm,
+                           device=dev, progress=progress, desc=f"noise n={n} {name}")[0]
+        curve = _curve(r)
+        curve["time"] = [round(t * c.lr, 6) for t in curve["steps"]]
+        fluct.append({"variant": name, "n": n, "family": cfg.fluct_family, "sigma": cfg.fluct_sigma, "draws": draws,
+                      "lr": c.lr, **curve, **_width_final(W0, r.W)})
+    return {"widths": out, "fluctuations": fluct}
 
 
 # --------------------------------------------------------------------------- explorer

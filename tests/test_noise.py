@@ -181,3 +181,50 @@ def test_tiny_noise_experiment_writes_curves_and_summaries(tmp_path):
     assert variants == {"one draw", "2 draws", "lr / 2"}
     slow = [r for r in rec["results"]["separate"] if r["variant"] == "lr / 2"][0]
     assert slow["steps"][-1] == 40 and slow["time"][-1] == pytest.approx(40 * 0.01)
+
+
+def test_tiny_noise_width_experiment_pairs_the_runs_and_counts_by_every_rule():
+    rec = pb.run_experiment(
+        "noise_width", "book",
+        {"ns": (4, 8), "fluct_n": 8, "steps": 30, "l1_steps": 20, "instances": 2, "snapshots": 4, "draws": 2},
+        device="cpu", progress=False,
+    )
+    widths = rec["results"]["widths"]
+    assert [w["n"] for w in widths] == [4, 8] and [w["m"] for w in widths] == [8, 16]
+    assert widths[1]["simplex_overlap"] == pytest.approx(-1 / 7)
+    assert widths[1]["expected_polysemantic_exact"] == pytest.approx(pb.expected_polysemantic_exact(8, 16), abs=1e-6)
+    for w in widths:
+        assert [(r["family"], r["sigma"]) for r in w["runs"]] == [
+            ("bernoulli", 0.1), ("bernoulli", 0.15), ("gaussian", 0.1), ("gaussian", 0.15)]
+        for summary in [*w["runs"], w["l1"]]:
+            for key in ("polysemantic_band", "polysemantic_by_mass", "polysemantic_by_response", "fourth_norm"):
+                assert len(summary[key]) == 2
+        # every run of one n starts from the same weights, so all share the first snapshot
+        assert len({r["mean"][0] for r in w["runs"]}) == 1
+    fluct = rec["results"]["fluctuations"]
+    assert [f["variant"] for f in fluct] == ["2 draws", "lr / 2"]
+    assert fluct[0]["steps"][-1] == 30 and fluct[1]["steps"][-1] == 60
+    assert fluct[0]["time"][-1] == fluct[1]["time"][-1] == pytest.approx(30 * 0.02)
+    assert fluct[0]["mean"][0] == widths[1]["runs"][1]["mean"][0]  # the same initial weights as the main run
+
+
+def test_noise_width_config_rejects_a_fluctuation_size_it_does_not_run():
+    with pytest.raises(ValueError, match="fluct_n must be one of"):
+        nz.NoiseWidthConfig(ns=(8, 16), fluct_n=32)
+
+
+def test_stored_noise_width_result_loads_and_matches_its_registered_config():
+    from pathlib import Path
+
+    from polybook.experiments import get_experiment
+
+    path = Path(__file__).resolve().parent.parent / "book" / "results" / "noise_width"
+    record = pb.load_result(path)  # ResultError when the file is missing, truncated or edited
+    assert record["experiment"] == "noise_width" and record["scale"] == "book"
+    expected = json.loads(json.dumps(dataclasses.asdict(get_experiment("noise_width").scales["book"])))
+    assert record["config"] == expected
+    assert "smoke_steps" not in record["provenance"]
+    assert [w["n"] for w in record["results"]["widths"]] == list(expected["ns"])
+    for w in record["results"]["widths"]:
+        for r in w["runs"]:
+            assert r["steps"][-1] == expected["steps"] and len(r["fourth_norm"]) == expected["instances"]

@@ -216,3 +216,52 @@ def test_stored_paper_run_matches_a_cheap_rerun_of_its_first_settings():
         old, new = stored["results"]["settings"][0]["train"], fresh[0]["train"]
         assert np.allclose(old["survivors"], new["survivors"], rtol=0.05, atol=1)
         assert np.allclose(old["l1_norm"], new["l1_norm"], rtol=0.02)
+
+
+# --------------------------------------------------------------------------- the derivation of the L1 law
+
+
+def test_l1_norm_changes_by_a_l1_minus_lam_survivors_while_no_weight_dies():
+    # Step 2 of the chapter's derivation: d||w||_1/dt = a ||w||_1 - lam m', exactly per Euler step.
+    w0 = 0.2 + np.random.default_rng(1).random(50)
+    w0 *= 0.95 / np.linalg.norm(w0)  # ||w||_2 below 1: every weight (all above lam / a) grows
+    lam, dt = 1e-3, 0.5
+    tr = sp.simulate_euler(w0, lam, dt, 3)
+    assert tr.survivors.tolist() == [50] * 4
+    a = 1 - tr.l2sq[:-1]
+    assert np.allclose(np.diff(tr.l1), dt * (a * tr.l1[:-1] - lam * tr.survivors[:-1]), rtol=0, atol=1e-12)
+
+
+def test_learning_rate_sweep_keeps_lr_times_steps_and_the_initial_weights():
+    cfg = sp.WinnersConfig()
+    base = cfg.train_config(cfg.m.index(cfg.lr_m), "adamw", False)
+    for lr in cfg.adamw_lr_sweep:
+        tc = cfg.sweep_config(lr)
+        assert tc.lr * tc.steps == pytest.approx(cfg.adamw_lr * cfg.adamw_steps)
+        assert (tc.seed, tc.n, tc.m, tc.instances, tc.l1) == (base.seed, base.n, base.m, base.instances, base.l1)
+    with pytest.raises(ValueError, match="lr_m"):
+        sp.WinnersConfig(m=(128,), lr_m=256)
+    assert sp.WinnersConfig(m=(128,), adamw_lr_sweep=()).lr_m == 256  # no sweep: lr_m unused
+
+
+STORED_WINNERS = Path(__file__).resolve().parent.parent / "book" / "results" / "winners" / "result.json"
+
+
+@pytest.mark.skipif(not STORED_WINNERS.exists(), reason="no stored winners run")
+def test_stored_winners_run_loads_and_matches_the_registered_book_config():
+    from polybook.experiments import get_experiment, load_result
+
+    record = load_result(STORED_WINNERS)  # refuses a truncated or edited file
+    assert record["experiment"] == "winners" and record["scale"] == "book"
+    book = dataclasses.asdict(get_experiment("winners").scales["book"])
+    assert {k: tuple(v) if isinstance(v, list) else v for k, v in record["config"].items()} == book
+    assert record["provenance"]["git_dirty"] is False
+    res = record["results"]
+    cfg = sp.WinnersConfig(**book)
+    assert [(r["m"], r["optimizer"], r["regime"]) for r in res["runs"]] == [
+        (m, opt, reg) for m in cfg.m for opt in ("sgd", "adamw") for reg in ("interference", "single")]
+    assert [r["lr"] for r in res["lr_sweep"]] == [*cfg.adamw_lr_sweep, cfg.sgd_lr]
+    for r in res["runs"] + res["lr_sweep"]:
+        # single features are trained as n * instances one-row models, each its own instance
+        assert len(r["leader_by_instance"]) == (cfg.instances if r["regime"] == "interference" else cfg.n * cfg.instances)
+        assert np.mean(r["leader_by_instance"]) == pytest.approx(r["leader"], abs=1e-3)

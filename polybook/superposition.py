@@ -52,6 +52,8 @@ __all__ = [
     "neighbour_angles",
     "features_per_neuron",
     "neuron_census",
+    "effective_neurons",
+    "expected_shared_winners",
     "plot_phase_change",
     "plot_directions",
     "explore",
@@ -85,6 +87,10 @@ class SuperpositionConfig:
         weights settle instead of jittering with the batch noise.
     weight_decay : float
         AdamW's decoupled weight decay (0: the model has no such term).
+    l1 : float
+        ``lambda``: adds ``lambda * sum_ik |W_ik|`` to each instance's loss (0: no L1). With one
+        feature active, the hidden activation is proportional to ``W_i``, so this is also an L1
+        penalty on the activations, the winner-take-all force of the regularisation chapter.
     seed : int
         Seeds the initial weights and every batch.
     """
@@ -99,6 +105,7 @@ class SuperpositionConfig:
     batch_size: int = 1024
     lr: float = 1e-2
     weight_decay: float = 0.0
+    l1: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -121,6 +128,7 @@ class SuperpositionConfig:
         check.integer("batch_size", self.batch_size)
         check.number("lr", self.lr, 0.0, strict=True)
         check.number("weight_decay", self.weight_decay)
+        check.number("l1", self.l1)
         check.seed("seed", self.seed)
 
     @property
@@ -153,9 +161,12 @@ class SuperpositionResult:
     b : torch.Tensor
         ``(instances, n)`` final output biases.
     losses : torch.Tensor
-        ``(steps, instances)`` batch loss before each update.
+        ``(steps, instances)`` reconstruction loss of each batch before the update (without
+        the L1 term).
     device : str
     seconds : float
+    W0 : torch.Tensor
+        ``(instances, n, m)`` initial weights.
     """
 
     config: SuperpositionConfig
@@ -173,6 +184,18 @@ class SuperpositionResult:
     def final_loss(self, window: int = 200) -> torch.Tensor:
         """Mean batch loss over the last ``window`` steps, shape ``(instances,)``."""
         return self.losses[-window:].mean(dim=0)
+
+    def eval_loss(self, batch_size: int = 8192, seed: int = 0) -> torch.Tensor:
+        """Reconstruction loss of the final weights on one fresh batch per instance, shape ``(instances,)``.
+
+        Unlike :meth:`final_loss` (the training batches of the last steps, taken while the
+        weights still moved), every instance is scored at its end point on ``batch_size`` inputs
+        drawn from ``seed``; the L1 term is not included.
+        """
+        cfg = self.config
+        x = sample_batch(cfg.instance_sparsity(), cfg.n, batch_size, torch.Generator().manual_seed(seed))
+        err = (x - forward(self.W, self.b, x, cfg.hidden_relu)) ** 2  # (instances, batch, n)
+        return (err * importances(cfg.n, cfg.importance_decay)).sum(dim=-1).mean(dim=-1)
 
     def best(self) -> torch.Tensor:
         """``(levels, n, m)``: per sparsity level, the weights of the repeat with the lowest final loss."""
@@ -258,7 +281,7 @@ def train_superposition(
     dev = resolve_device(device)
     gen0 = torch.Generator().manual_seed(cfg.seed)
     W0 = torch.randn(cfg.instances, cfg.n, cfg.m, generator=gen0) * math.sqrt(2.0 / (cfg.n + cfg.m))
-    W = W0.to(dev).requires_grad_(True)  # (instances, n, m)
+    W = W0.clone().to(dev).requires_grad_(True)  # (instances, n, m); W0 stays the initial weights
     b = torch.zeros(cfg.instances, cfg.n, device=dev, requires_grad=True)  # (instances, n)
     imp = importances(cfg.n, cfg.importance_decay, dev)  # (n,)
     sparsity = cfg.instance_sparsity().to(dev)  # (instances,)
@@ -292,9 +315,10 @@ def _loop(cfg, W, b, imp, sparsity, opt, gen, losses, progress, desc) -> None:
             group["lr"] = _cosine_lr(t, cfg.steps, cfg.lr)
         x = sample_batch(sparsity, cfg.n, cfg.batch_size, gen)
         err = (x - forward(W, b, x, cfg.hidden_relu)) ** 2  # (instances, batch, n)
-        loss = (err * imp).sum(dim=-1).mean(dim=-1)  # (instances,)
+        loss = (err * imp).sum(dim=-1).mean(dim=-1)  # (instances,): the reconstruction loss
         opt.zero_grad(set_to_none=True)
-        loss.sum().backward()  # instances are independent: the sum gives each its own gradient
+        objective = loss.sum() + cfg.l1 * W.abs().sum() if cfg.l1 else loss.sum()
+        objective.backward()  # instances are independent: the sum gives each its own gradient
         opt.step()
         losses[t] = loss.detach()
         if (t + 1) % CHECK_EVERY == 0 or t + 1 == cfg.steps:
@@ -404,6 +428,38 @@ def neuron_census(W: torch.Tensor, threshold: float = REPRESENTED) -> torch.Tens
     """
     k = features_per_neuron(W, threshold)
     return torch.stack([(k == 0).sum(-1), (k == 1).sum(-1), (k >= 2).sum(-1)], dim=-1)
+
+
+def effective_neurons(W: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """How many neurons each feature switches on, counted smoothly: shape ``W.shape[:-1]``.
+
+    With ``p = ReLU(W_i)`` (the activations feature ``i`` alone produces in a hidden-ReLU model),
+    this is the participation ratio ``(sum_k p_k^2)^2 / sum_k p_k^4``: 1 for a one-hot code, 2 for
+    two equal weights, ``j`` for ``j`` equal weights; 0 for a feature with no positive weight.
+
+    >>> effective_neurons(torch.tensor([[1.0, 0.0, -3.0], [0.7, 0.7, 0.0], [-1.0, 0.0, 0.0]])).tolist()
+    [1.0, 2.0, 0.0]
+    """
+    p2 = torch.relu(W) ** 2
+    s2 = p2.sum(dim=-1)
+    return s2**2 / (p2**2).sum(dim=-1).clamp_min(eps)
+
+
+def expected_shared_winners(n: int, m: int) -> float:
+    """Expected number of neurons that two or more of ``n`` features choose, each choosing one of ``m`` at random.
+
+    ``m [1 - (1 - 1/m)^n - (n/m) (1 - 1/m)^(n-1)]``: the birthday problem counted by neurons, with
+    no condition on signs. It bounds what one-winner-per-feature collisions can produce when
+    same-sign pairs are not pushed apart; the opposite-sign law of the collisions chapter
+    (:func:`polybook.theory.expected_polysemantic_exact`) is smaller.
+
+    >>> round(expected_shared_winners(20, 20), 3)
+    5.283
+    """
+    check.integer("n", n)
+    check.integer("m", m)
+    q = 1.0 - 1.0 / m
+    return m * (1.0 - q**n - (n / m) * q ** (n - 1))
 
 
 # --------------------------------------------------------------------------- figures

@@ -5,6 +5,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -39,6 +40,49 @@ def test_monosemantic_identity_has_zero_loss_with_a_relu_hidden_layer():
     x = sp.sample_batch(torch.tensor([0.5]), 7, 100, torch.Generator().manual_seed(0))
     W = torch.eye(7)[None]
     assert torch.equal(sp.forward(W, torch.zeros(1, 7), x, hidden_relu=True), x)
+
+
+def test_initial_weights_are_kept_apart_from_the_trained_ones():
+    cfg = sp.SuperpositionConfig(n=6, m=3, sparsity=(0.9,), hidden_relu=True, repeats=2, steps=20, batch_size=32, seed=4)
+    res = sp.train_superposition(cfg, device="cpu", progress=False)
+    want = torch.randn(2, 6, 3, generator=torch.Generator().manual_seed(4)) * math.sqrt(2 / 9)
+    assert torch.equal(res.W0, want)  # the seeded Xavier-normal draw, not the trained weights
+    assert not torch.equal(res.W, res.W0)
+
+
+def test_zero_l1_is_the_default_and_l1_shrinks_the_weights():
+    cfg = sp.SuperpositionConfig(n=8, m=8, sparsity=(0.9,), hidden_relu=True, steps=300, batch_size=128)
+    plain = sp.train_superposition(cfg, device="cpu", progress=False)
+    zero = sp.train_superposition(apply_overrides(cfg, {"l1": 0.0}), device="cpu", progress=False)
+    assert torch.equal(plain.W, zero.W)
+    strong = sp.train_superposition(apply_overrides(cfg, {"l1": 1e-2}), device="cpu", progress=False)
+    assert strong.W.abs().sum() < 0.5 * plain.W.abs().sum()
+
+
+def test_eval_loss_is_zero_for_the_identity_and_matches_a_direct_estimate():
+    cfg = sp.SuperpositionConfig(n=5, m=5, sparsity=(0.5, 0.9), hidden_relu=True, steps=1)
+    eye = torch.eye(5).expand(2, 5, 5).clone()
+    res = sp.SuperpositionResult(config=cfg, W=eye, b=torch.zeros(2, 5), losses=torch.zeros(1, 2))
+    assert res.eval_loss(batch_size=256).tolist() == [0.0, 0.0]
+    # b = 0 and W = 0: the output is 0, so the loss is sum_i I_i E[x_i^2] = sum_i I_i (1 - S) / 3
+    res.W = torch.zeros(2, 5, 5)
+    want = torch.tensor([0.5, 0.1]) / 3 * sp.importances(5, 0.7).sum()
+    assert torch.allclose(res.eval_loss(batch_size=200_000), want, rtol=0.02)
+
+
+def test_effective_neurons_counts_equal_positive_weights_and_ignores_negative_ones():
+    W = torch.tensor([[0.5, 0.5, 0.5, 0.5, -9.0], [2.0, 0.0, 0.0, 0.0, -1.0], [-1.0, -1.0, 0.0, 0.0, 0.0]])
+    assert sp.effective_neurons(W).tolist() == pytest.approx([4.0, 1.0, 0.0])
+
+
+def test_expected_shared_winners_matches_simulation():
+    g = np.random.default_rng(0)
+    n, m, trials = 20, 20, 20_000
+    winners = g.integers(0, m, size=(trials, n))
+    shared = np.array([(np.bincount(w, minlength=m) >= 2).sum() for w in winners])
+    se = shared.std() / math.sqrt(trials)
+    assert abs(shared.mean() - sp.expected_shared_winners(n, m)) < 4 * se
+    assert sp.expected_shared_winners(1, 7) == pytest.approx(0.0, abs=1e-12)  # one feature shares nothing
 
 
 def test_importances_decay_geometrically():
@@ -134,6 +178,7 @@ def test_neuron_census_counts_features_per_neuron_above_threshold():
     ("lr", -1.0, "lr must be a finite number > 0"),
     ("hidden_relu", 1, "hidden_relu must be True or False"),
     ("seed", -1, "seed must be an integer >= 0"),
+    ("l1", -1e-3, "l1 must be a finite number >= 0"),
 ])
 def test_config_rejects_bad_values(field, value, message):
     with pytest.raises(ValueError) as err:

@@ -265,3 +265,19 @@ def test_stored_winners_run_loads_and_matches_the_registered_book_config():
         # single features are trained as n * instances one-row models, each its own instance
         assert len(r["leader_by_instance"]) == (cfg.instances if r["regime"] == "interference" else cfg.n * cfg.instances)
         assert np.mean(r["leader_by_instance"]) == pytest.approx(r["leader"], abs=1e-3)
+
+
+@pytest.mark.skipif(not STORED_WINNERS.exists(), reason="no stored winners run")
+def test_stored_winners_run_matches_a_replay_of_two_instances_of_its_shortest_run():
+    from polybook.experiments import load_result
+
+    record = load_result(STORED_WINNERS)
+    cfg = sp.WinnersConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["config"].items()})
+    lr = max(cfg.adamw_lr_sweep)  # the fewest steps
+    stored = next(r for r in record["results"]["lr_sweep"] if r["lr"] == lr)
+    tc = dataclasses.replace(cfg.sweep_config(lr), instances=2)  # same seed: the first two instances' weights
+    res = train(tc, progress=False, device="cpu")
+    rank = pb_rank(res.W0, res.W)
+    again = (rank == 0).double().mean(-1).tolist()
+    # float32 sums may round differently with another thread count: allow one borderline feature per instance
+    assert np.allclose(again, stored["leader_by_instance"][:2], rtol=0, atol=1.01 / cfg.n)

@@ -254,7 +254,8 @@ def replay_collisions(record: dict, widths: int = 1, instances: int = 2, device:
 # --------------------------------------------------------------------------- experiments of other modules
 
 #: Modules that register further experiments when imported (one per chapter that adds one).
-_EXPERIMENT_MODULES: tuple[str, ...] = ("polybook.collisions", "polybook.noise", "polybook.sparsification", "polybook.superposition")
+_EXPERIMENT_MODULES: tuple[str, ...] = ("polybook.collisions", "polybook.noise", "polybook.sparsification", "polybook.superposition",
+                                         "polybook.cooccurrence")
 
 
 def _load_all() -> None:

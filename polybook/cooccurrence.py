@@ -21,7 +21,7 @@ What the chapter needs:
 - the inputs and their weights (:func:`input_weights`), the loss and its hand-written gradient
   (:func:`loss_and_grad`), and one training loop for many instances at once (:func:`train_inputs`);
 - the derivation's numbers: the two-feature loss with co-occurrence (:func:`two_feature_loss`),
-  the escape threshold (:func:`escape_level`);
+  the pair's weight and the level where it matches L1 (:func:`pair_weight`, :func:`balance_level`);
 - the birthday argument restricted to pairs that never co-occur (:func:`restricted_birthday`);
 - the ``cooccurrence`` experiment (:class:`CoocConfig`, :func:`run_cooccurrence`) and which pairs
   end up sharing a neuron (:func:`shared_pairs`);
@@ -63,13 +63,16 @@ __all__ = [
     "loss_and_grad",
     "train_inputs",
     "two_feature_loss",
-    "escape_level",
+    "pair_weight",
+    "balance_level",
     "restricted_birthday",
     "shared_pairs",
     "CoocConfig",
     "run_cooccurrence",
     "replay_cooccurrence",
     "level_rows",
+    "vanishing_level",
+    "plot_levels",
     "explorer_figure",
     "explorer",
 ]
@@ -173,7 +176,7 @@ def loss_and_grad(
     >>> float(loss_and_grad(W, X, w)[0])  # one at a time: perfect
     0.0
     >>> X, w = input_weights(2, 0.5)
-    >>> float(loss_and_grad(W, X, w)[0])  # half the inputs are the pair, whose two outputs are lost
+    >>> round(float(loss_and_grad(W, X, w)[0]), 6)  # half the inputs are the pair: both its outputs lost
     2.0
     """
     if noise is None:
@@ -330,35 +333,47 @@ def two_feature_loss(a, b, level: float = 0.0) -> np.ndarray:
     """
     a, b = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
     W = torch.from_numpy(np.stack([a.ravel(), b.ravel()], axis=-1)).unsqueeze(-1)  # (points, 2, 1)
-    X, weight = input_weights(2, level)
-    loss, _ = loss_and_grad(W, X.double(), weight.double())
+    check.number("level", level, 0.0, maximum=1.0)
+    X = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=torch.float64)  # as input_weights(2, level)
+    weight = torch.tensor([1.0 - level, 1.0 - level, 2.0 * level], dtype=torch.float64)
+    loss, _ = loss_and_grad(W, X, weight)
     return loss.numpy().reshape(a.shape)
 
 
-def escape_level(n: int, l1: float, reserve: float, groups: int = 1) -> float:
-    """The co-occurrence level at which a shared opposite-sign pair can start to break up.
+def pair_weight(n: int, level: float, groups: int = 1) -> float:
+    """Weight ``w`` of one allowed pair in the loss at co-occurrence ``level``: ``n q / (allowed pairs)``.
 
-    A feature ``i`` sitting on a shared neuron with partner ``j`` loses both outputs of the pair
-    input ``e_i + e_j`` (the hidden activation ``a + b`` is about 0). A small weight ``eps`` of
-    feature ``i`` on a neuron nobody else uses feels a reconstruction gradient ``-4 R eps`` (a
-    multiplicative push, like feature benefit), where ``R`` is the feature's expected unmet output,
-    about the pair's weight ``w = n q / (allowed pairs)``; L1 pulls it back by ``l1``. It grows when
-    ``4 w eps > l1``. Setting ``eps = reserve`` (the feature's largest other weight) gives
+    For uniform co-occurrence (``groups = 1``) it is ``2q / (n - 1)``.
 
-        q* = l1 * (allowed pairs) / (4 n reserve),
+    >>> round(pair_weight(32, 0.0155), 6)
+    0.001
+    """
+    return float(input_weights(n, level, groups)[1][n:].max())
 
-    which is ``l1 (n - 1) / (8 reserve)`` for uniform co-occurrence (``groups = 1``).
 
-    >>> round(escape_level(32, 1e-3, 0.1), 5)
-    0.03875
+def balance_level(n: int, l1: float, groups: int = 1) -> float:
+    """The co-occurrence level at which one pair's weight in the loss equals the L1 strength.
+
+    Two colliding features ``i`` and ``j`` (weights ``a > 0`` and ``b < 0`` on a shared neuron)
+    lose the outputs of the pair input ``e_i + e_j``: its hidden activation is ``a + b``, about 0.
+    The pair's term ``w [(1 - ReLU(a(a+b)))^2 + (1 - ReLU(b(a+b)))^2]`` has gradients of size ``w``
+    times factors of order one in the weights (``2 a (1 - y_i)`` on ``b``; ``4 (1 - y_i)`` per unit
+    of any other weight of ``i``), while L1 pulls every weight by ``l1``, and the winner-take-all
+    race that makes or breaks a collision is decided where the pulls on the leading weights nearly
+    cancel. So co-occurrence should decide collisions once ``w`` is comparable with ``l1``, at
+
+        q_l1 = l1 * (allowed pairs) / n,
+
+    which is ``l1 (n - 1) / 2`` for uniform co-occurrence. This is a scale, not a sharp threshold.
+
+    >>> round(balance_level(32, 1e-3), 6)
+    0.0155
     """
     check.integer("n", n, minimum=2)
     check.number("l1", l1)
-    check.number("reserve", reserve, 0.0, strict=True)
     group = _group_of(n, groups)
     ii, jj = pair_index(n)
-    allowed = int((group[ii] == group[jj]).sum())
-    return l1 * allowed / (4 * n * reserve)
+    return l1 * int((group[ii] == group[jj]).sum()) / n
 
 
 def restricted_birthday(n: int, m: int, groups: int, trials: int = 20000, seed: int = 0) -> dict[str, float]:
@@ -568,3 +583,149 @@ def run_cooccurrence(cfg: CoocConfig, device: torch.device, progress: bool = Tru
     out["predicted"] = predicted_polysemantic(cfg.n, cfg.m)
     out["predicted_exact"] = round(expected_polysemantic_exact(cfg.n, cfg.m), 6)
     return out
+
+
+def replay_cooccurrence(record: dict, settings: Sequence[int] = (0,), instances: int = 2, device: str = "cpu") -> dict:
+    """Re-train a cheap slice of a stored ``cooccurrence`` record and return both sets of counts.
+
+    The slice is the first ``instances`` instances of the levels numbered ``settings``, trained from
+    the very same initial weights (the stored run's draw, sliced). Returns ``{"stored": [...],
+    "replayed": [...]}``, one list of band-rule counts per level.
+    """
+    if record.get("experiment") != "cooccurrence":
+        raise ValueError(f"record must be a cooccurrence result, got {record.get('experiment')!r}")
+    conf = record["config"]
+    cfg = CoocConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in conf.items()})
+    X, _ = input_weights(cfg.n, 0.0)
+    weights = cfg.weights()[list(settings)]
+    W0 = init_weights(cfg.instances, cfg.n, cfg.m, seed=cfg.seed)[:instances]
+    run = train_inputs(W0.repeat(len(settings), 1, 1), X, weights.repeat_interleave(instances, dim=0),
+                       steps=cfg.steps, lr=cfg.lr, l1=cfg.l1, optimizer=cfg.optimizer,
+                       weight_decay=cfg.weight_decay, seed=cfg.seed, device=device)
+    counts = polysemantic_neurons(run.W).view(len(settings), instances).tolist()
+    return {"stored": [record["results"]["polysemantic"][s][:instances] for s in settings], "replayed": counts}
+
+
+def level_rows(record: dict) -> list[dict]:
+    """One row per level of a ``cooccurrence`` record (the whole record or its ``results``).
+
+    Keys: ``level``, ``mean`` and ``sem`` of the band-rule count over instances, ``by_mass``
+    (mean), ``same_sign`` (mean), ``one_hot`` (share of one-hot encodings), ``loss`` (mean
+    reconstruction loss), ``pair_share`` (the part of it on pair inputs), ``zero`` (instances with
+    no polysemantic neuron), ``drop`` and ``drop_sem`` (mean paired difference from level 0 and
+    its standard error; the instances start from the same weights at every level).
+    """
+    res = record.get("results", record)
+    base = np.asarray(res["polysemantic"][0], dtype=float)
+    rows = []
+    for j, q in enumerate(res["level"]):
+        c = np.asarray(res["polysemantic"][j], dtype=float)
+        k = c.size
+        d = base - c
+        loss, pair = np.asarray(res["loss"][j]), np.asarray(res["pair_loss"][j])
+        rows.append({
+            "level": q, "mean": float(c.mean()), "sem": float(c.std(ddof=1) / math.sqrt(k)),
+            "by_mass": float(np.mean(res["polysemantic_by_mass"][j])),
+            "same_sign": float(np.mean(res["same_sign"][j])), "one_hot": float(res["one_hot"][j]),
+            "loss": float(loss.mean()), "pair_share": float(pair.sum() / loss.sum()) if loss.sum() > 0 else 0.0,
+            "zero": int((c == 0).sum()), "drop": float(d.mean()), "drop_sem": float(d.std(ddof=1) / math.sqrt(k)),
+        })
+    return rows
+
+
+def vanishing_level(rows: Sequence[dict]) -> float | None:
+    """The lowest level from which on no instance has a polysemantic neuron (``None`` if there is none).
+
+    >>> vanishing_level([{"level": 0, "mean": 2.0}, {"level": 0.01, "mean": 0.0}, {"level": 0.1, "mean": 0.0}])
+    0.01
+    """
+    found = None
+    for r in reversed(rows):
+        if r["mean"] > 0:
+            break
+        found = r["level"]
+    return found
+
+
+def plot_levels(ax, rows: Sequence[dict], q_l1: float | None = None, exact: float | None = None,
+                label: str = "trained") -> None:
+    """Mean polysemantic count (with standard error) against the co-occurrence level.
+
+    Level 0 sits at the left edge of a symmetric-log axis (linear below the smallest positive
+    level, logarithmic above). ``q_l1`` draws :func:`balance_level`, ``exact`` the level-0
+    expectation of the birthday argument.
+    """
+    q = np.array([r["level"] for r in rows])
+    pos = q[q > 0]
+    ax.errorbar(q, [r["mean"] for r in rows], yerr=[r["sem"] for r in rows], fmt="o-", color=PALETTE["measured"],
+                ms=5, capsize=3, label=f"{label}: mean $\\pm$ s.e.")
+    if exact is not None:
+        ax.axhline(exact, color=PALETTE["theory_alt"], ls="-.", lw=1.4, label="birthday expectation at $q = 0$")
+    if q_l1 is not None:
+        ax.axvline(q_l1, color=PALETTE["theory"], ls=":", lw=1.4, label="$q_\\lambda$: pair weight $= \\lambda$")
+    ax.set_xscale("symlog", linthresh=pos.min() if pos.size else 1e-3, linscale=0.5)
+    ax.set_xlim(-pos.min() * 0.2 if pos.size else -1e-4, q.max() * 1.5)
+    ax.set_xlabel("co-occurrence level $q$: share of inputs that are pairs (log scale above 0)")
+    ax.set_ylabel("polysemantic neurons per model")
+
+
+# --------------------------------------------------------------------------- explorer
+
+
+def explorer_figure(level: float = 0.004, n: int = 32, m: int = 128, instances: int = 8, steps: int = 6000,
+                    l1: float = 1e-3, seed: int = 0, device: str = "cpu"):
+    """Train ``instances`` models at level 0 and at ``level`` from the same weights; draw what changed.
+
+    Left: polysemantic neurons per model at both levels (paired lines) beside the level-0
+    expectation. Right: the first model's encodings on the neurons that some feature wins, at
+    ``level``. Returns the figure and ``(counts at 0, counts at level)``.
+    """
+    import matplotlib.pyplot as plt
+
+    from .plots import weight_heatmap
+
+    X, _ = input_weights(n, 0.0)
+    weights = torch.stack([input_weights(n, 0.0)[1], input_weights(n, level)[1]])
+    W0 = init_weights(instances, n, m, seed=seed)
+    run = train_inputs(W0.repeat(2, 1, 1), X, weights.repeat_interleave(instances, 0), steps=steps, l1=l1,
+                       seed=seed, device=device)
+    counts = polysemantic_neurons(run.W).view(2, instances).numpy()
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4), gridspec_kw={"width_ratios": [1, 1.6]})
+    ax = axes[0]
+    for b in range(instances):
+        ax.plot([0, 1], counts[:, b] + 0.06 * (b - instances / 2) / instances, color=PALETTE["measured"], alpha=0.4,
+                marker="o", ms=4)
+    ax.errorbar([0, 1], counts.mean(1), yerr=counts.std(1, ddof=1) / math.sqrt(instances), color="k", fmt="s",
+                capsize=4, ms=6, label="mean $\\pm$ s.e.")
+    ax.axhline(expected_polysemantic_exact(n, m), color=PALETTE["theory_alt"], ls="-.", label="birthday, $q = 0$")
+    ax.set_xticks([0, 1], ["$q = 0$", f"$q = {level:g}$"])
+    ax.set_xlim(-0.4, 1.4)
+    ax.set_ylabel("polysemantic neurons per model")
+    ax.legend(fontsize=8)
+    W = run.W[instances]  # first model at ``level``
+    used = list(dict.fromkeys(W.abs().argmax(-1).tolist()))
+    weight_heatmap(axes[1], W[:, used], vmax=1.2, title=f"model 1 at $q = {level:g}$: winning neurons")
+    axes[1].set_xlabel("winning neuron (reordered)")
+    fig.suptitle(f"n = {n}, m = {m}, {instances} models, {steps} AdamW steps, L1 {l1:g}", fontsize=10)
+    return fig, (counts[0], counts[1])
+
+
+def explorer(level: float = 0.004, n: int = 32, m: int = 128, instances: int = 8, steps: int = 6000):
+    """Sliders for the level (log scale), ``n`` and ``m``, and a button redrawing :func:`explorer_figure`.
+
+    Only in a live kernel (Colab, Jupyter); nothing is drawn until the button is pressed.
+    """
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    def show(level, n, m):
+        explorer_figure(level, n, m, instances=instances, steps=steps)
+        plt.show()
+
+    return widgets.interact_manual.options(manual_name="Train")(
+        show,
+        level=widgets.FloatLogSlider(value=level, base=10, min=-4, max=0, step=0.25, description="level q",
+                                     continuous_update=False),
+        n=widgets.IntSlider(value=n, min=4, max=64, step=2, description="features n", continuous_update=False),
+        m=widgets.IntSlider(value=m, min=4, max=512, step=4, description="neurons m", continuous_update=False),
+    )

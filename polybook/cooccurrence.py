@@ -44,7 +44,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import _validate as check
-from .experiments import Pieces, register
+from .experiments import register
 from .metrics import (
     band_mask,
     one_hot_share,
@@ -550,8 +550,7 @@ def _summary(W: torch.Tensor, losses: torch.Tensor, X: torch.Tensor, weight: tor
     book=CoocConfig(),
     paper=CoocConfig(n=64, m=512, instances=32, steps=10000),
 )
-def run_cooccurrence(cfg: CoocConfig, device: torch.device, progress: bool = True,
-                     pieces: Pieces | None = None) -> dict:
+def run_cooccurrence(cfg: CoocConfig, device: torch.device, progress: bool = True) -> dict:
     """Counts per instance at every level and for every grouping, with the predictions beside them.
 
     ``results``: ``level`` (the share of inputs that are pairs, 0 first), ``polysemantic`` (per level,

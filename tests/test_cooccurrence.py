@@ -161,6 +161,5 @@ def test_experiment_contract_and_replay(tmp_path):
 def test_stored_result_matches_a_replayed_slice():
     record = load_result(STORED)
     replay = cc.replay_cooccurrence(record, settings=(0, 4), instances=2)
-    for stored, again in zip(replay["stored"], replay["replayed"]):
-        # same device kind: float rounding may at most move a borderline weight across the band
-        assert all(abs(a - b) <= 1 for a, b in zip(stored, again)), (stored, again)
+    # the same initial weights and the same CPU program give the same counts, to the last model
+    assert replay["replayed"] == replay["stored"]

@@ -676,8 +676,8 @@ def explorer_figure(level: float = 0.004, n: int = 32, m: int = 128, instances: 
     """Train ``instances`` models at level 0 and at ``level`` from the same weights; draw what changed.
 
     Left: polysemantic neurons per model at both levels (paired lines) beside the level-0
-    expectation. Right: the first model's encodings on the neurons that some feature wins, at
-    ``level``. Returns the figure and ``(counts at 0, counts at level)``.
+    expectation. Right: at ``level``, the encodings of the model with the most polysemantic
+    neurons, on the neurons that some feature wins. Returns the figure and ``(counts at 0, counts at level)``.
     """
     import matplotlib.pyplot as plt
 
@@ -701,9 +701,11 @@ def explorer_figure(level: float = 0.004, n: int = 32, m: int = 128, instances: 
     ax.set_xlim(-0.4, 1.4)
     ax.set_ylabel("polysemantic neurons per model")
     ax.legend(fontsize=8)
-    W = run.W[instances]  # first model at ``level``
+    show = int(np.argmax(counts[1]))  # the model with the most shared neurons at ``level`` (the first of ties)
+    W = run.W[instances + show]
     used = list(dict.fromkeys(W.abs().argmax(-1).tolist()))
-    weight_heatmap(axes[1], W[:, used], vmax=1.2, title=f"model 1 at $q = {level:g}$: winning neurons")
+    weight_heatmap(axes[1], W[:, used], vmax=1.2,
+                   title=f"model {show + 1} at $q = {level:g}$ ({counts[1, show]} shared): winning neurons")
     axes[1].set_xlabel("winning neuron (reordered)")
     fig.suptitle(f"n = {n}, m = {m}, {instances} models, {steps} AdamW steps, L1 {l1:g}", fontsize=10)
     return fig, (counts[0], counts[1])

@@ -16,7 +16,9 @@ tested against.
 :func:`train_together` trains several SGD configurations that differ in noise kind, ``sigma``,
 sharing, learning rate or seed as one batched program (the model is so small that one step is
 mostly Python overhead), each exactly as :func:`polybook.train` would. The ``noise`` experiment
-(``python -m polybook run noise``) uses it.
+(``python -m polybook run noise``, the paper's ``n = 8``) and the ``noise_width`` experiment
+(``n = 8, 16, 32`` at ``m = 2n``, with a paired L1 control and a fluctuation test at ``n = 32``)
+use it; both are analysed in the chapter ``book/noise.ipynb``.
 """
 
 from __future__ import annotations

@@ -24,7 +24,13 @@ normalisation and work on magnitudes ``|w_k|`` (the sign of a weight never chang
 
 Two experiments live here: ``sparsification`` (simulation, predictions and training curves of
 one feature's sparsification) and ``winners`` (how often a feature's initial leader wins, under
-gradient descent and AdamW, with interference and without).
+gradient descent and AdamW, with interference and without, and under AdamW across learning rates
+at a fixed product of learning rate and steps). The book loads a stored ``winners`` run.
+
+The chapter derives, under the balance ``1 - ||w||_2^2 = lam ||w||_1``, the L1 law
+``d(1 / ||w||_1)/dt = lam (m' / ||w||_1^2 - 1) = lam ((1 + RV) / ||w||_2^2 - 1)``, with ``RV`` the
+relative variance of the surviving magnitudes; :func:`threshold_prediction` solves it with ``RV``
+from the moving threshold.
 """
 
 from __future__ import annotations

@@ -32,7 +32,6 @@ Shapes: ``W`` is ``(instances, n, m)``; ``X`` is ``(R, n)``; input weights are `
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 import time
@@ -524,7 +523,7 @@ class CoocConfig:
         """Floating-point operations: two ``R x n x n`` products and two Gram-sized ones per instance and step."""
         B = self.instances * (len(self.levels) + len(self.groups))
         R = self.n + self.n * (self.n - 1) // 2
-        return float(B * self.steps * (4 * R * self.n**2 + 8 * self.n**2 * self.m))
+        return float(B * self.steps * (4 * R * self.n**2 + 4 * self.n**2 * self.m))
 
 
 def _summary(W: torch.Tensor, losses: torch.Tensor, X: torch.Tensor, weight: torch.Tensor) -> dict:

@@ -10,7 +10,13 @@ from polybook.experiments import load_result, replay_collisions, run_experiment
 RESULTS = Path(__file__).resolve().parent.parent / "book" / "results"
 STORED = sorted(RESULTS.glob("*/result.json"))
 #: Stored experiments whose replay test lives beside the experiment's own tests.
-REPLAYED_ELSEWHERE = {"sparsification": "tests/test_sparsification.py", "collisions-n": "tests/test_collisions.py"}
+REPLAYED_ELSEWHERE = {
+    "sparsification": "tests/test_sparsification.py",
+    "winners": "tests/test_sparsification.py",
+    "collisions-n": "tests/test_collisions.py",
+    "noise_width": "tests/test_noise.py",
+    "cooccurrence": "tests/test_cooccurrence.py",
+}
 
 
 def test_every_stored_result_has_a_replay():

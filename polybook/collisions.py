@@ -430,27 +430,34 @@ def plot_law_over_n(ax, rows: Sequence[dict], title: str = "", color: str | None
     color = color or PALETTE["measured"]
     ns = np.array([r["n"] for r in rows], dtype=float)
     ms = np.array([r["m"] for r in rows], dtype=float)
-    if np.all(ms == ms[0]):
-        width = lambda n: ms[0]  # noqa: E731
-    else:
-        ratio = float(np.mean(ns**2 / ms))
-        width = lambda n: n * n / ratio  # noqa: E731
-    grid = np.geomspace(ns.min(), ns.max(), 60)
-    wg = np.array([width(g) for g in grid])
+    fixed_m = bool(np.all(ms == ms[0]))
+    ratio = float(np.mean(ns**2 / ms))
+    grid = np.arange(int(ns.min()), int(ns.max()) + 1)
+    wg = np.full(grid.shape, ms[0]) if fixed_m else grid**2 / ratio
+    keep = wg == np.round(wg)  # the exact expectation needs whole numbers of neurons
+    grid, wg = grid[keep], wg[keep].astype(int)
     ax.plot(grid, grid**2 / (4 * wg), color=PALETTE["theory"], lw=1.4, label="$n^2/(4m)$")
     ax.plot(grid, grid**2 / (2 * wg), color=PALETTE["theory"], lw=1.2, ls=":", label="$n^2/(2m)$: every colliding pair")
-    ax.plot(grid, [expected_polysemantic_exact(int(round(g)), max(1, int(round(w)))) for g, w in zip(grid, wg)],
+    ax.plot(grid, [expected_polysemantic_exact(int(g), int(w)) for g, w in zip(grid, wg)],
             color=PALETTE["theory_alt"], lw=1.4, ls="-.", label="idealised exact expectation")
     ax.errorbar(ns, [r["mean"] for r in rows], yerr=[r["sem"] for r in rows], fmt="o", color=color, ms=5,
                 capsize=3, label="trained: mean $\\pm$ s.e.")
-    for r in rows:
-        ax.annotate(f"m={r['m']}", (r["n"], r["mean"]), textcoords="offset points", xytext=(5, -11), fontsize=7,
-                    color="0.35")
+    if not fixed_m:
+        for r in rows:
+            ax.annotate(f"m={r['m']}", (r["n"], r["mean"]), textcoords="offset points", xytext=(6, -12), fontsize=7,
+                        color="0.35")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("features $n$ (log scale)")
     ax.set_ylabel("polysemantic neurons (log scale)")
     ax.set_title(title)
+    top = float(np.max(grid**2 / (2 * wg)))
+    ax.set_ylim(top=top * (1.6 if fixed_m else 2.2))
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if not fixed_m and v in (2, 3, 4, 6, 8) else ""))
     ax.legend(fontsize=7, loc="upper left")
 
 

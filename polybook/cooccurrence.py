@@ -57,6 +57,7 @@ from .theory import expected_polysemantic_exact, predicted_polysemantic
 from .train import CHECK_EVERY, OPTIMIZERS, _optimizer, check_finite, resolve_device, sample_noise
 
 __all__ = [
+    "InputsRun",
     "pair_index",
     "input_weights",
     "loss_and_grad",

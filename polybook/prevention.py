@@ -366,7 +366,8 @@ def seed_consistency(pairs: list, n: int, permutations: int = 2000, seed: int = 
     The null relabels the features of each seed by an independent uniform permutation: what the
     overlap would be if which features end up sharing were unrelated across seeds (incidental).
     Returns ``observed``, ``null_mean``, ``null_sd``, ``z`` (``(observed - null_mean) / null_sd``),
-    ``p`` (share of null draws at least as large, with the observed one counted) and ``pairs_per_seed``.
+    ``p`` (share of null draws at least as large, with the observed one counted), ``null`` (the draws)
+    and ``pairs_per_seed``.
 
     >>> r = seed_consistency([[(0, 1)], [(0, 1)], [(0, 1)]], n=10, permutations=200)
     >>> r["observed"], r["p"] < 0.05
@@ -387,7 +388,7 @@ def seed_consistency(pairs: list, n: int, permutations: int = 2000, seed: int = 
         total += _permuted_overlaps(pairs[a], pairs[b], n, rel)
     null = total / (S * (S - 1) / 2)
     sd = float(null.std(ddof=1))
-    return {"observed": obs, "null_mean": float(null.mean()), "null_sd": sd,
+    return {"observed": obs, "null_mean": float(null.mean()), "null_sd": sd, "null": null,
             "z": (obs - float(null.mean())) / sd if sd > 0 else math.inf if obs > null.mean() else 0.0,
             "p": float((1 + (null >= obs).sum()) / (permutations + 1)),
             "pairs_per_seed": float(np.mean([len(p) for p in pairs]))}
@@ -573,19 +574,24 @@ def intervention_rows(record: dict) -> list[dict]:
 
 
 def plot_tradeoff(axes, rows, highlight=()) -> None:
-    """Two panels: mean count against mean final loss, and against training compute (both with s.e.)."""
+    """Two panels: mean count against mean final loss (log scale), and against training compute.
+
+    Points carry their position in ``rows`` as a label (the chapter's table numbers its rows the same
+    way); on the compute panel only points away from the baseline's compute are labelled.
+    """
     for ax, key, xlabel in ((axes[0], "loss", "final reconstruction loss (mean $\\pm$ s.e.)"),
                             (axes[1], "flops_ratio", "training flops / baseline")):
-        for r in rows:
+        for idx, r in enumerate(rows):
             col = PALETTE["paper"] if r["name"] in highlight else PALETTE["theory"] if r["name"] == "baseline" \
                 else PALETTE["measured"]
             ax.errorbar(r[key], r["count"], yerr=r["count_se"], xerr=r["loss_se"] if key == "loss" else None,
                         fmt="o", color=col, ms=5, capsize=2)
-            ax.annotate(r["name"], (r[key], r["count"]), textcoords="offset points", xytext=(4, 3), fontsize=7)
+            if key == "loss" or r["flops_ratio"] > 1.05 or r["name"] == "baseline":
+                ax.annotate(str(idx), (r[key], r["count"]), textcoords="offset points",
+                            xytext=(5, 2) if idx % 2 else (-11, 2), fontsize=7)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("polysemantic neurons per model")
-    axes[0].set_xscale("symlog", linthresh=1e-3)
-    axes[1].set_xscale("log")
+        ax.set_xscale("log")
 
 
 def explorer_figure(name: str = "resample", n: int = 32, m: int = 128, instances: int = 8, steps: int = 7500,

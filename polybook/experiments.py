@@ -255,7 +255,7 @@ def replay_collisions(record: dict, widths: int = 1, instances: int = 2, device:
 
 #: Modules that register further experiments when imported (one per chapter that adds one).
 _EXPERIMENT_MODULES: tuple[str, ...] = ("polybook.collisions", "polybook.noise", "polybook.sparsification", "polybook.superposition",
-                                         "polybook.cooccurrence", "polybook.prevention")
+                                         "polybook.cooccurrence", "polybook.prevention", "polybook.beyond")
 
 
 def _load_all() -> None:

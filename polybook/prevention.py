@@ -39,6 +39,7 @@ from .train import CHECK_EVERY, TrainConfig, _optimizer, check_finite, resolve_d
 __all__ = [
     "width_needed",
     "width_price",
+    "Intervention",
     "INTERVENTIONS",
     "initial_weights",
     "train_schedule",
@@ -164,7 +165,7 @@ INIT_KINDS = ("normal", "orthogonal", "sparse", "one_hot")
 def initial_weights(kind: str, instances: int, n: int, m: int, seed: int = 0, scale: float = 1.0) -> torch.Tensor:
     """Initial weights ``(instances, n, m)`` of one of the initialisations of :class:`Intervention`.
 
-    ``"normal"`` is exactly :func:`polybook.init_weights` (times ``scale``), so interventions that keep
+    ``"normal"`` is exactly :func:`polybook.models.init_weights` (times ``scale``), so interventions that keep
     it start from the baseline's weights.
 
     >>> W = initial_weights("orthogonal", 2, 4, 8)

@@ -16,6 +16,7 @@ REPLAYED_ELSEWHERE = {
     "collisions-n": "tests/test_collisions.py",
     "noise_width": "tests/test_noise.py",
     "cooccurrence": "tests/test_cooccurrence.py",
+    "interventions": "tests/test_prevention.py",
 }
 
 

@@ -1,0 +1,101 @@
+"""Figures and the explorer of the chapter "Beyond the toy model" (the science is in :mod:`polybook.beyond`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from . import beyond as bb
+from .plots import PALETTE
+
+__all__ = ["plot_architectures", "plot_sae", "explorer_figure", "explorer"]
+
+
+def plot_architectures(ax, rows: Sequence[dict], exact: float, law: float) -> None:
+    """Band-rule count (mean and s.e.) per variant, the mass rule beside it, and the two predictions."""
+    x = np.arange(len(rows))
+    ax.bar(x - 0.2, [r["mean"] for r in rows], 0.4, yerr=[r["sem"] for r in rows], capsize=3,
+           color=PALETTE["measured"], label="band rule (the book's definition): mean $\\pm$ s.e.")
+    ax.bar(x + 0.2, [r["by_mass"] for r in rows], 0.4, yerr=[r["by_mass_sem"] for r in rows], capsize=3,
+           color=PALETTE["theory_alt"], label="mass rule (sensitivity check)")
+    ax.axhline(exact, color=PALETTE["theory"], ls="-.", lw=1.4, label="idealised birthday expectation")
+    ax.axhline(law, color=PALETTE["paper"], ls=":", lw=1.4, label="$n^2/(4m)$")
+    ax.set_xticks(x, [r["variant"].replace("_", " ") for r in rows], rotation=20)
+    ax.set_ylabel("polysemantic neurons per model")
+    ax.legend(fontsize=8, loc="upper right")
+
+
+def plot_sae(ax, rows: Sequence[dict], label: str, color: str, marker: str = "o") -> None:
+    """Mixed latents per SAE (mean and s.e.) against the width in latents per feature, with the birthday reference.
+
+    Zero counts sit on a symmetric-log axis (linear below 1).
+    """
+    r = np.array([row["ratio"] for row in rows])
+    ax.errorbar(r, [row["mean"] for row in rows], yerr=[row["sem"] for row in rows], fmt=f"{marker}-", color=color,
+                ms=5, capsize=3, label=f"{label}: mean $\\pm$ s.e.")
+    ax.plot(r, [row["reference"] for row in rows], ls="--", color=color, alpha=0.6, lw=1.2,
+            label=f"{label}: birthday pairs $\\binom{{n}}{{2}}/w$ (if collisions survived)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_xlabel("SAE width: latents per ground-truth feature (log scale)")
+    ax.set_ylabel("mixed latents per SAE (symlog)")
+
+
+def explorer_figure(ratio: float = 2.0, features: int = 32, d: int = 16, seeds: int = 2, steps: int = 1500,
+                    sae_l1: float = 0.03, seed: int = 0):
+    """Train ``seeds`` SAEs of ``ratio * features`` latents and draw what each latent responds to.
+
+    One panel per SAE: the latents' activations on each feature's dictionary vector (rows:
+    features, columns: latents that respond to something, ordered by their best feature), with the
+    mixed latents marked. Returns the figure and the mixed-latent count per SAE.
+    """
+    import matplotlib.pyplot as plt
+
+    width = max(1, int(round(ratio * features)))
+    D = bb.make_dictionary(features, d, seed)
+    _, x = bb.sample_data(D, 4096, 0.05, seed)
+    p = bb.train_sae(x, width, [seed + 100 + s for s in range(seeds)], steps=steps, batch=256, sae_l1=sae_l1, seed=seed)
+    resp = bb.sae_responses(p, D)
+    mixed = bb.mixed_latents(resp).tolist()
+    with torch.no_grad():
+        A = bb._encode(p, D)  # (seeds, features, width)
+    fig, axes = plt.subplots(1, seeds, figsize=(4.6 * seeds, 3.6), squeeze=False)
+    for s, ax in enumerate(axes[0]):
+        alive = torch.nonzero(resp[s].any(0)).flatten()
+        order = alive[torch.argsort(A[s][:, alive].argmax(0), stable=True)]
+        a = A[s][:, order].numpy()
+        a = a / np.maximum(a.max(0, keepdims=True), 1e-9)
+        ax.imshow(a, cmap="Blues", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+        for c, k in enumerate(order.tolist()):
+            if int(resp[s, :, k].sum()) >= 2:
+                ax.axvline(c, color=PALETTE["paper"], lw=0.8, alpha=0.7)
+        ax.grid(False)
+        ax.set_xlabel(f"responding latent ({len(order)} of {width}), by best feature")
+        ax.set_ylabel("ground-truth feature")
+        ax.set_title(f"SAE seed {s + 1}: {mixed[s]} mixed latents (vertical lines)", fontsize=10)
+    fig.suptitle(f"{features} features in d = {d}, width {width}: activation on each feature / latent's maximum",
+                 fontsize=10)
+    return fig, mixed
+
+
+def explorer(ratio: float = 2.0, features: int = 32, d: int = 16):
+    """Sliders for the width ratio, the number of features and the dimension; a button redraws :func:`explorer_figure`.
+
+    Only in a live kernel (Colab, Jupyter); nothing is drawn until the button is pressed.
+    """
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    def show(ratio, features, d):
+        explorer_figure(ratio, features, d)
+        plt.show()
+
+    return widgets.interact_manual.options(manual_name="Train")(
+        show,
+        ratio=widgets.FloatLogSlider(value=ratio, base=2, min=-2, max=3, step=0.5, description="latents/feature",
+                                     continuous_update=False),
+        features=widgets.IntSlider(value=features, min=4, max=64, step=4, description="features", continuous_update=False),
+        d=widgets.IntSlider(value=d, min=4, max=128, step=4, description="dimension d", continuous_update=False),
+    )

@@ -119,6 +119,10 @@ class ArchConfig:
             check.choice("variants", v, VARIANTS)
         check.seed("seed", self.seed)
 
+    def peak_bytes(self, device: torch.device) -> int:
+        """Estimated peak memory of one variant: weights, gradients, optimiser state and products (float32)."""
+        return 4 * self.instances * (16 * self.n * self.m + 4 * self.m**2 + 8 * self.n**2)
+
     def flops(self) -> float:
         """Rough floating-point operations: about 12 n^2 m per instance, step and variant."""
         return float(12 * self.n**2 * self.m * self.instances * self.steps * len(self.variants))
@@ -372,6 +376,12 @@ class SAEConfig:
     def latents(self, j: int = 0) -> list[int]:
         """The widths in latents for data set ``j``."""
         return [int(round(w * self.features[j])) for w in self.widths]
+
+    def peak_bytes(self, device: torch.device) -> int:
+        """Estimated peak memory of the widest SAEs: parameters with Adam state, minibatch activations, the data."""
+        w = max(max(self.latents(j)) for j in range(len(self.features)))
+        d = max(self.d)
+        return 4 * (self.seeds * (8 * d * w + 6 * self.batch * (w + d)) + 3 * self.samples * d)
 
     def flops(self) -> float:
         """Rough floating-point operations: 6 batch d w per SAE and step (forward and backward)."""

@@ -71,6 +71,7 @@ __all__ = [
     "mixed_latents",
     "mixed_pairs",
     "pair_overlap",
+    "pair_overlap_per_sae",
     "run_sae",
     "replay_sae",
     "sae_rows",
@@ -532,6 +533,21 @@ def pair_overlap(pairs: Sequence[set]) -> float | None:
     return float(np.mean(shares)) if shares else None
 
 
+def pair_overlap_per_sae(pairs: Sequence[set]) -> list[float | None]:
+    """For each SAE, the mean share of its mixed pairs that each other SAE mixes too (``None`` without pairs).
+
+    Their mean over SAEs is :func:`pair_overlap`; their spread gives its standard error.
+
+    >>> pair_overlap_per_sae([{(0, 1)}, {(0, 1), (2, 3)}, set()])
+    [0.5, 0.25, None]
+    """
+    out = []
+    for i, a in enumerate(pairs):
+        others = [len(a & b) / len(a) for j, b in enumerate(pairs) if j != i]
+        out.append(float(np.mean(others)) if a and others else None)
+    return out
+
+
 @register(
     "sae",
     "mixed SAE latents against width, on synthetic activations with known sparse features",
@@ -547,7 +563,8 @@ def run_sae(cfg: SAEConfig, device: torch.device, progress: bool = True) -> dict
     features), ``dead`` (latents responding to none), ``missed`` (features no latent responds to),
     ``pairs`` (mixed feature pairs), ``pair_cos`` (mean ``|cos|`` of the mixed pairs, ``None``
     without any), ``mse`` (held-out squared error per sample); and per width ``overlap``
-    (:func:`pair_overlap`) and ``chance`` (mixed pairs per SAE over all pairs). Runs on the CPU.
+    (:func:`pair_overlap`), ``overlap_per_sae`` (:func:`pair_overlap_per_sae`) and ``chance`` (mixed
+    pairs per SAE over all pairs). Runs on the CPU.
     """
     seeds = [cfg.seed + 100 + s for s in range(cfg.seeds)]
     out = []
@@ -585,6 +602,7 @@ def _sae_summary(p: dict[str, torch.Tensor], D: torch.Tensor, x_test: torch.Tens
         "pair_cos": [round(float(np.mean([float(cosm[a, b]) for a, b in q])), 6) if q else None for q in pairs],
         "mse": [round(float(v), 6) for v in mse],
         "overlap": None if ov is None else round(ov, 6),
+        "overlap_per_sae": [None if v is None else round(v, 6) for v in pair_overlap_per_sae(pairs)],
         "chance": round(float(np.mean([len(q) for q in pairs])) / (nf * (nf - 1) / 2), 6),
     }
 
@@ -606,10 +624,15 @@ def replay_sae(record: dict, dataset: int = 0, widths: Sequence[int] = (0,), see
     return out
 
 
+def _sem(values: Sequence[float]) -> float | None:
+    return float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) >= 2 else None
+
+
 def sae_rows(record: dict, dataset: int = 0) -> list[dict]:
     """One row per width of data set ``dataset``: ``latents``, ``ratio`` (latents per feature), ``mean``
     and ``sem`` of mixed latents, ``dead``, ``missed``, ``mse`` (means), ``overlap``, ``chance``,
-    ``pair_cos`` (mean over SAEs with a mixed pair, or ``None``), ``zero`` (SAEs without a mixed
+    ``overlap_sem`` (its standard error over SAEs, or ``None``), ``pair_cos`` (mean over SAEs with a
+    mixed pair, or ``None``), ``zero`` (SAEs without a mixed
     latent), ``sae`` (SAEs per width) and ``reference`` (the birthday count ``C(n, 2)/w`` of pairs
     whose initial best latent is shared, were every such collision to survive)."""
     res = record.get("results", record)["datasets"][dataset]
@@ -622,6 +645,7 @@ def sae_rows(record: dict, dataset: int = 0) -> list[dict]:
             "missed": float(np.mean(res["missed"][j])), "mse": float(np.mean(res["mse"][j])),
             "overlap": res["overlap"][j], "chance": res["chance"][j], "zero": int((c == 0).sum()),
             "sae": int(c.size), "reference": res["features"] * (res["features"] - 1) / 2 / w,
+            "overlap_sem": _sem([v for v in res["overlap_per_sae"][j] if v is not None]),
             "pair_cos": (float(np.mean([v for v in res["pair_cos"][j] if v is not None]))
                          if any(v is not None for v in res["pair_cos"][j]) else None),
         })

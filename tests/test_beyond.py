@@ -116,6 +116,9 @@ def test_pair_overlap_is_chance_free_for_disjoint_and_one_for_equal_sets():
     assert bb.pair_overlap([{(0, 1)}, {(2, 3)}]) == 0.0
     assert bb.pair_overlap([{(0, 1)}, {(0, 1)}]) == 1.0
     assert bb.pair_overlap([set(), set()]) is None
+    pairs = [{(0, 1), (1, 2)}, {(0, 1)}, {(1, 2), (3, 4), (0, 1)}]
+    per = bb.pair_overlap_per_sae(pairs)
+    assert sum(per) / len(per) == pytest.approx(bb.pair_overlap(pairs))
 
 
 def test_an_sae_recovers_orthogonal_features_without_mixing():

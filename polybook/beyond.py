@@ -543,8 +543,8 @@ def pair_overlap_per_sae(pairs: Sequence[set]) -> list[float | None]:
     """
     out = []
     for i, a in enumerate(pairs):
-        others = [len(a & b) / len(a) for j, b in enumerate(pairs) if j != i]
-        out.append(float(np.mean(others)) if a and others else None)
+        others = [len(a & b) / len(a) for j, b in enumerate(pairs) if j != i] if a else []
+        out.append(float(np.mean(others)) if others else None)
     return out
 
 

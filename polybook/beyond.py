@@ -175,7 +175,7 @@ def arch_loss(variant: str, p: dict[str, torch.Tensor], l1: float, rows: torch.T
 
     ``rows`` (``(B,)`` indices of basis inputs) defaults to all ``n``; the error of ``B < n`` rows is
     scaled by ``n / B``. The L1 term is on the codes of all ``n`` inputs (for the tied
-    model, on ``W``; for ``untied``, half on ``W`` and half on ``D``). For ``tied_relu`` at ``l1 = 0`` this is :func:`polybook.reconstruction_loss`.
+    model, on ``W``; for ``untied``, half on ``W`` and half on ``D``). For ``tied_relu`` at ``l1 = 0`` this is :func:`polybook.models.reconstruction_loss`.
 
     >>> W = torch.tensor([[[1.0], [-1.0]]])  # the benign opposite-sign collision
     >>> float(arch_loss("tied_relu", {"W": W}, 0.0)), round(float(arch_loss("gelu", {"W": W}, 0.0)), 4)

@@ -34,7 +34,7 @@ from .metrics import band_mask, one_hot_share, polysemantic_neurons, uses_by_res
 from .models import init_weights, loss_and_grad, reconstruction_loss
 from .plots import PALETTE
 from .theory import expected_polysemantic_exact
-from .train import CHECK_EVERY, TrainConfig, _optimizer, check_finite, resolve_device, train
+from .train import CHECK_EVERY, TrainConfig, _optimizer, check_finite, resolve_device, train, train_memory_bytes
 
 __all__ = [
     "width_needed",
@@ -301,10 +301,11 @@ def train_intervention(name: str, n: int, m: int, instances: int, steps: int, lr
     W0 = initial_weights(iv.init, instances, n, M, seed=seed, scale=iv.init_scale)
     resampled = 0
     if iv.prune_at is not None:
-        first = train(TrainConfig(**{**cfg.__dict__, "steps": iv.prune_at}), W0=W0, device=device, progress=False)
-        rest = TrainConfig(**{**cfg.__dict__, "m": m, "steps": steps - iv.prune_at})
+        prune_at = min(iv.prune_at, steps - 1)  # a run shorter than the prune step (a smoke test) prunes before its last step
+        first = train(TrainConfig(**{**cfg.__dict__, "steps": prune_at}), W0=W0, device=device, progress=False)
+        rest = TrainConfig(**{**cfg.__dict__, "m": m, "steps": steps - prune_at})
         W = train(rest, W0=_prune(first.W, m), device=device, progress=False).W
-        flops = 4.0 * n * n * instances * (M * iv.prune_at + m * (steps - iv.prune_at))
+        flops = 4.0 * n * n * instances * (M * prune_at + m * (steps - prune_at))
     elif iv.l1_warmup or iv.resample_every:
         W, resampled = train_schedule(W0, cfg, l1_warmup=iv.l1_warmup, resample_every=iv.resample_every,
                                       resample_until=int(iv.resample_until * steps))
@@ -450,7 +451,7 @@ class InterventionsConfig:
         check.integer("n", self.n, minimum=2)
         check.integer("m", self.m, minimum=self.n)
         check.integer("instances", self.instances, minimum=2)
-        check.integer("steps", self.steps, minimum=2000)
+        check.integer("steps", self.steps, minimum=2)
         check.number("lr", self.lr, 0.0, strict=True)
         check.number("l1", self.l1)
         if not self.interventions or self.interventions[0] != "baseline" or any(
@@ -463,6 +464,11 @@ class InterventionsConfig:
         check.integer("sup_seeds", self.sup_seeds, minimum=2)
         check.integer("sup_steps", self.sup_steps)
         check.seed("seed", self.seed)
+
+    def peak_bytes(self, device: torch.device) -> int:
+        """Estimated peak memory: the widest intervention's training (interventions run one after another)."""
+        widest = max(INTERVENTIONS[k].width_factor for k in self.interventions)
+        return train_memory_bytes(TrainConfig(n=self.n, m=widest * self.m, instances=self.instances, steps=self.steps))
 
     def flops(self) -> float:
         """Rough floating-point operations (the widest interventions counted at their width)."""

@@ -147,7 +147,8 @@ def test_every_experiment_validates_late_keys_at_construction():
     ex._load_all()
     late = {"noise": "separate_steps=0", "winners": "sgd_steps=-1", "sparsification": "points=1",
             "superposition": "batch_size=0", "collisions": "weight_decay=-1", "collisions-n": "checkpoint_steps=0",
-            "noise_width": "l1_steps=0", "cooccurrence": "structured_level=-1", "interventions": "sup_steps=0"}
+            "noise_width": "l1_steps=0", "cooccurrence": "structured_level=-1", "interventions": "sup_steps=0",
+            "architectures": "batch=0", "sae": "sae_l1=-1"}
     assert set(late) == set(ex.EXPERIMENTS)
     for name, setting in late.items():
         with pytest.raises(ValueError, match=setting.split("=")[0]):

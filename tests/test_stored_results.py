@@ -17,6 +17,8 @@ REPLAYED_ELSEWHERE = {
     "noise_width": "tests/test_noise.py",
     "cooccurrence": "tests/test_cooccurrence.py",
     "interventions": "tests/test_prevention.py",
+    "architectures": "tests/test_beyond.py",
+    "sae": "tests/test_beyond.py",
 }
 
 

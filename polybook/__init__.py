@@ -9,7 +9,7 @@ The models, training loop, metrics, theory and experiments of the polybook tutor
 (1, 8, 16)
 """
 
-from .experiments import EXPERIMENTS, load_result, run_experiment
+from .experiments import EXPERIMENTS, load_result, run_experiment, stored_result
 from .metrics import (
     BAND,
     DEFINITION,

@@ -662,3 +662,50 @@ def load_result(path: str | Path) -> dict:
     if record["checksum"] != checksum(record):
         raise ResultError(f"{path}: does not match its checksum (edited or damaged after it was written)")
     return record
+
+
+#: Environment variable: where :func:`stored_result` downloads a stored result that this copy of the
+#: book lacks, as a URL prefix (``https://...`` or ``file://...``) followed by ``/FOLDER/result.json``.
+#: By default the release's own files: ``raw.githubusercontent.com/<repository>/<tag>/book/results``.
+RESULTS_URL_ENV = "POLYBOOK_RESULTS_URL"
+
+
+def results_url() -> str:
+    """The URL prefix :func:`stored_result` downloads from (see :data:`RESULTS_URL_ENV`)."""
+    from ._release import REPOSITORY, TAG
+
+    default = REPOSITORY.replace("https://github.com/", "https://raw.githubusercontent.com/") + f"/{TAG}/book/results"
+    return os.environ.get(RESULTS_URL_ENV, "").strip() or default
+
+
+def stored_result(folder: str, timeout: float = 60.0) -> dict:
+    """The stored result ``book/results/FOLDER/result.json``, verified like :func:`load_result`.
+
+    A chapter runs beside its results in a clone of the repository (``results/FOLDER`` from the
+    notebook's folder, ``book/results/FOLDER`` from the root), but alone in Colab. There the file
+    is downloaded once from :func:`results_url` (the release the setup cell installed) into
+    ``results/FOLDER/`` and verified by its checksum. Raises :class:`ResultError` naming the URL and
+    the command that makes the result when the file is neither here nor downloadable.
+    """
+    import urllib.request
+
+    for base in (Path("results"), Path("book") / "results"):
+        if (base / folder / "result.json").is_file():
+            return load_result(base / folder / "result.json")
+    url = f"{results_url()}/{folder}/result.json"
+    dest = Path("results") / folder / "result.json"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            data = response.read()
+    except (OSError, ValueError) as err:
+        raise ResultError(
+            f"{dest}: not in this copy of the book, and {url} could not be read ({err}); make it with "
+            f"`python -m polybook run EXPERIMENT --scale book --out {dest.parent}` (the chapter names the experiment)"
+        ) from None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(dest, data.decode())
+    try:
+        return load_result(dest)
+    except ResultError:
+        dest.unlink()  # never cache a damaged copy: the next call downloads again
+        raise

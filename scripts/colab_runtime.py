@@ -28,7 +28,8 @@ What it does, in order:
    replaced or removed any package that was there, or brought in a package at another version than
    Colab's own; packages that Colab lacks are allowed and listed.
 5. Executes every chapter (in ``_toc.yml`` order) top to bottom with nbclient, in a kernel of that
-   venv, each notebook alone in an empty folder as in Colab (so no stored results next to it).
+   venv, each notebook alone in an empty folder as in Colab (so no stored results next to it: the
+   chapter downloads them, with ``POLYBOOK_RESULTS_URL`` pointing at this checkout's ``book/results``).
    It fails if any cell raises, and prints each chapter's seconds.
 
 The venv is kept under ``_build/colab-runtime/`` and reused while the package list, the Python and
@@ -441,7 +442,9 @@ def run_chapter(py: Path, venv: Path, nb_path: Path, workdir: Path, polybook_sou
     folder.mkdir(parents=True)
     copy = folder / nb_path.name
     shutil.copy2(nb_path, copy)
-    env = clean_env(venv, POLYBOOK_SOURCE=str(polybook_source))
+    # The chapter downloads the stored results it needs, as in Colab, from the checkout's copy of
+    # the release's files (this machine has no network): polybook.experiments.stored_result.
+    env = clean_env(venv, POLYBOOK_SOURCE=str(polybook_source), POLYBOOK_RESULTS_URL=(ROOT / "book" / "results").as_uri())
     start = time.perf_counter()
     proc = subprocess.run([py, Path(__file__).resolve(), "--execute-in-kernel", copy, "--kernel", KERNEL_NAME],
                           env=env, cwd=folder, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -61,3 +61,49 @@ def test_stored_collisions_result_matches_a_replayed_slice(path):
     # Made on another device (a GPU): float rounding may move one borderline weight across the band.
     for stored, again in zip(replay["stored"], replay["replayed"]):
         assert all(abs(a - b) <= 1 for a, b in zip(stored, again)), (stored, again)
+
+
+# --------------------------------------------------------------------------- stored_result (Colab's path)
+
+from polybook.experiments import RESULTS_URL_ENV, ResultError, results_url, stored_result  # noqa: E402
+
+
+def _release_copy(tmp_path, folder="winners"):
+    release = tmp_path / "release"
+    (release / folder).mkdir(parents=True)
+    (release / folder / "result.json").write_text((RESULTS / folder / "result.json").read_text())
+    return release
+
+
+def test_stored_result_downloads_a_missing_file_once_and_verifies_it(tmp_path, monkeypatch):
+    release = _release_copy(tmp_path)
+    work = tmp_path / "colab"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv(RESULTS_URL_ENV, release.as_uri())
+    record = stored_result("winners")
+    assert record == load_result(RESULTS / "winners")
+    assert (work / "results" / "winners" / "result.json").is_file()  # cached beside the notebook
+    (release / "winners" / "result.json").unlink()
+    assert stored_result("winners") == record  # the second call reads the cached copy
+
+
+def test_stored_result_refuses_a_damaged_download_and_names_a_missing_one(tmp_path, monkeypatch):
+    release = _release_copy(tmp_path)
+    damaged = json.loads((release / "winners" / "result.json").read_text())
+    damaged["results"]["m"] = [1]
+    (release / "winners" / "result.json").write_text(json.dumps(damaged))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(RESULTS_URL_ENV, release.as_uri())
+    with pytest.raises(ResultError, match="checksum"):
+        stored_result("winners")
+    assert not (tmp_path / "results" / "winners" / "result.json").exists()  # nothing damaged is cached
+    with pytest.raises(ResultError, match="no-such-run/result.json could not be read"):
+        stored_result("no-such-run")
+
+
+def test_stored_result_defaults_to_the_release_files(monkeypatch):
+    monkeypatch.delenv(RESULTS_URL_ENV, raising=False)
+    from polybook._release import TAG
+
+    assert results_url() == f"https://raw.githubusercontent.com/polybook/polybook/{TAG}/book/results"

@@ -54,7 +54,7 @@ from .metrics import (
 from .models import init_weights
 from .plots import PALETTE
 from .theory import expected_polysemantic_exact, predicted_polysemantic
-from .train import CHECK_EVERY, OPTIMIZERS, _optimizer, check_finite, resolve_device, sample_noise
+from .train import CHECK_EVERY, OPTIMIZERS, _optimizer, check_finite, one_cpu_thread, resolve_device, sample_noise
 
 __all__ = [
     "InputsRun",
@@ -290,11 +290,8 @@ def train_inputs(
     opt = _optimizer(opt_cfg, W)
     gen = torch.Generator(device=dev).manual_seed(seed + 1_000_003)
     losses = torch.empty(steps, W.shape[0], device=dev)
-    threads = torch.get_num_threads()
-    if dev.type == "cpu":
-        torch.set_num_threads(1)
     start = time.perf_counter()
-    try:
+    with one_cpu_thread(dev):
         with torch.no_grad():
             for t in tqdm(range(steps), desc=desc, disable=not progress, file=sys.stderr, mininterval=0.5, leave=False):
                 if noise == "none":
@@ -307,8 +304,6 @@ def train_inputs(
                 opt.step()
                 if (t + 1) % CHECK_EVERY == 0 or t + 1 == steps:
                     check_finite(W, losses[max(0, t + 1 - CHECK_EVERY):t + 1], t + 1, opt_cfg, desc)
-    finally:
-        torch.set_num_threads(threads)
     return InputsRun(W0.detach().cpu().clone(), W.detach().cpu(), losses.cpu(), time.perf_counter() - start, str(dev))
 
 

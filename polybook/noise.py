@@ -46,7 +46,7 @@ from .metrics import (
 )
 from .models import init_weights, loss_and_grad
 from .theory import expected_polysemantic_exact, predicted_polysemantic
-from .train import CHECK_EVERY, TrainConfig, TrainResult, check_finite, resolve_device, sample_noise
+from .train import CHECK_EVERY, TrainConfig, TrainResult, check_finite, one_cpu_thread, resolve_device, sample_noise
 
 __all__ = [
     "EXCESS_KURTOSIS",
@@ -310,11 +310,8 @@ def train_together(
             parts.append(xi.expand(k, c.instances, n, m))
         return torch.cat(parts, dim=1).transpose(0, 1)  # (B, k, n, m)
 
-    threads = torch.get_num_threads()
-    if dev.type == "cpu":
-        torch.set_num_threads(1)
     start = time.perf_counter()
-    try:
+    with one_cpu_thread(dev):
         with torch.no_grad():
             if 0 in wanted:
                 snaps.append((0, record(W).detach().cpu()))
@@ -336,8 +333,6 @@ def train_together(
                     snaps.append((t + 1, record(W).detach().cpu()))
         if dev.type == "cuda":
             torch.cuda.synchronize()
-    finally:
-        torch.set_num_threads(threads)
     seconds = time.perf_counter() - start
     W, losses = W.cpu(), losses.cpu()
     out = []

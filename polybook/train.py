@@ -229,17 +229,25 @@ def sample_noise(
 
 
 @contextlib.contextmanager
-def _cpu_threads(dev: torch.device, cfg: TrainConfig) -> Iterator[None]:
-    """Use one CPU thread for small problems (see :data:`SMALL_WORK`), restoring the setting after."""
+def one_cpu_thread(dev: torch.device, when: bool = True) -> Iterator[None]:
+    """On a CPU (and ``when``), run the block with one torch thread; restore the setting after.
+
+    Loops of many tiny steps run faster on one thread: more threads spend the step synchronising.
+    """
     before = torch.get_num_threads()
-    small = dev.type == "cpu" and cfg.instances * cfg.n * cfg.n * cfg.m < SMALL_WORK
-    if small:
+    active = dev.type == "cpu" and when
+    if active:
         torch.set_num_threads(1)
     try:
         yield
     finally:
-        if small:
+        if active:
             torch.set_num_threads(before)
+
+
+def _cpu_threads(dev: torch.device, cfg: TrainConfig) -> contextlib.AbstractContextManager:
+    """Use one CPU thread for small problems (see :data:`SMALL_WORK`), restoring the setting after."""
+    return one_cpu_thread(dev, cfg.instances * cfg.n * cfg.n * cfg.m < SMALL_WORK)
 
 
 def check_finite(W: torch.Tensor, recent_losses: torch.Tensor, step: int, cfg, desc: str | None) -> None:

@@ -7,13 +7,21 @@
 - Matplotlib's ``to_jshtml()`` animations link Font Awesome 4 from a CDN for their button icons;
   the theme already bundles Font Awesome (whose ``fa`` classes the buttons use), so drop the
   link: the page then needs no network.
+- Those animations show their frames in an ``<img>`` without alt text, and myst-nb applies a cell's
+  ``"mystnb": {"image": {"alt": ...}}`` metadata to image outputs only: give the animation's
+  ``<img>`` the same alt text, so a figure drawn as an animation is described like any other.
 """
 
 from __future__ import annotations
 
+import html
 import re
 
+from docutils import nodes
+
 CDN_FONT_AWESOME = re.compile(r'<link rel="stylesheet"\s+href="https://[^"]*font-awesome[^"]*\.css">\s*')
+
+ANIMATION_IMG = re.compile(r'<img id="_anim_img[0-9a-f]*"')
 
 MODE_SCRIPT = (
     "try { if (!localStorage.getItem('mode')) { localStorage.setItem('mode', 'auto'); } "
@@ -41,9 +49,24 @@ def _drop_cdn_font_awesome(app, pagename, templatename, context, doctree):
         context["body"] = CDN_FONT_AWESOME.sub("", body)
 
 
+def _alt_text_for_animations(app, doctree, docname):
+    for cell in doctree.findall(nodes.container):
+        if cell.get("nb_element") != "cell_code":
+            continue
+        alt = ((cell.get("cell_metadata") or {}).get("mystnb") or {}).get("image", {}).get("alt")
+        if not alt:
+            continue
+        for raw in cell.findall(nodes.raw):
+            text = raw.astext()
+            if ANIMATION_IMG.search(text):
+                text = ANIMATION_IMG.sub(lambda m: f'{m.group(0)} alt="{html.escape(alt)}"', text)
+                raw.replace(raw[0], nodes.Text(text))
+
+
 def setup(app):
     app.add_js_file(None, body=MODE_SCRIPT, priority=1)
     # Late, after the themes have added their own scripts to the page.
     app.connect("html-page-context", _dedupe_scripts, priority=990)
     app.connect("html-page-context", _drop_cdn_font_awesome)
+    app.connect("doctree-resolved", _alt_text_for_animations)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -52,6 +52,7 @@ __all__ = [
     "initial_magnitudes",
     "Trajectory",
     "simulate_euler",
+    "affine_step",
     "simulate_affine",
     "paper_survivors",
     "paper_l1",
@@ -201,6 +202,19 @@ def simulate_euler(w0: np.ndarray, lam: float, dt: float, steps: int) -> Traject
     return Trajectory(np.arange(steps + 1) * dt, survivors, l1, l2sq, time.perf_counter() - start)
 
 
+def affine_step(A: float, B: float, l2sq: float, dt: float, lam: float) -> tuple[float, float]:
+    """One Euler step of the sparsification dynamics in the affine form ``w_k = A (w_k(0) - B)``.
+
+    The step maps every alive weight by ``w -> (1 + dt (1 - ||w||^2)) w - dt lam``: ``A`` takes the
+    factor, and ``B`` moves by ``dt lam`` divided by the new ``A``. ``l2sq`` is ``||w||^2`` before the step.
+
+    >>> affine_step(1.0, 0.0, 0.5, 0.1, 0.2)
+    (1.05, 0.019047619047619046)
+    """
+    A = A * (1.0 + dt * (1.0 - l2sq))
+    return A, B + dt * lam / A
+
+
 def simulate_affine(w0: np.ndarray, lam: float, dt: float, steps: int) -> Trajectory:
     """The same dynamics as :func:`simulate_euler`, in ``O(log m)`` per step.
 
@@ -240,11 +254,9 @@ def simulate_affine(w0: np.ndarray, lam: float, dt: float, steps: int) -> Trajec
     surv = [k]
     l1 = [s1]
     l2sq = [s2]
-    step_mul = dt * lam
     for _ in range(steps):
         sq = A * A * (s2 - 2.0 * B * s1 + B * B * k) if k else 0.0
-        A *= 1.0 + dt * (1.0 - sq)
-        B += step_mul / A
+        A, B = affine_step(A, B, sq, dt, lam)
         if k and B >= smallest:  # some weights died this step: binary search for the new k
             k = m - int(np.searchsorted(asc, B, side="right"))
             s1, s2 = float(S1[k]), float(S2[k])

@@ -19,6 +19,7 @@ __all__ = [
     "expected_colliding_pairs",
     "expected_polysemantic_exact",
     "simulate_collisions",
+    "collision_counts",
 ]
 
 
@@ -98,10 +99,37 @@ def simulate_collisions(n: int, m: int, trials: int = 1000, seed: int = 0) -> di
     check.seed("seed", seed)
     if int(trials) * (n + m) > SIMULATION_MAX:
         check.fail("trials", trials, f"such that trials * (n + m) <= {SIMULATION_MAX:.0e} (memory), with n={n}, m={m}")
-    trials = int(trials)
     rng = np.random.default_rng(seed)
-    win = rng.integers(0, m, size=(trials, n))
-    positive = rng.integers(0, 2, size=(trials, n)).astype(bool)
+    win = rng.integers(0, m, size=(int(trials), n))
+    positive = rng.integers(0, 2, size=(int(trials), n)).astype(bool)
+    return collision_counts(win, positive, m)
+
+
+def collision_counts(winners: np.ndarray, positive: np.ndarray, m: int) -> dict[str, np.ndarray]:
+    """Count collisions in each trial, given every feature's winning neuron and sign.
+
+    Parameters
+    ----------
+    winners : array of int, shape ``(trials, n)``
+        The neuron (``0 .. m-1``) each feature lands on.
+    positive : array of bool, shape ``(trials, n)``
+        The sign of each feature's weight there.
+
+    Returns
+    -------
+    dict
+        As :func:`simulate_collisions`, one entry per trial.
+
+    >>> collision_counts(np.array([[0, 0, 1, 1]]), np.array([[True, False, True, True]]), 2)
+    {'pairs': array([2]), 'polysemantic': array([1]), 'shared': array([2])}
+    """
+    win = np.asarray(winners)
+    positive = np.asarray(positive, dtype=bool)
+    if win.ndim != 2 or positive.shape != win.shape:
+        raise ValueError(f"winners and positive must both be (trials, n) arrays, got {win.shape} and {positive.shape}")
+    if win.size and not (0 <= win.min() and win.max() < m):
+        raise ValueError(f"winners must be neuron indices in 0 .. m-1 = {m - 1}, got {win.min()} .. {win.max()}")
+    trials, n = win.shape
     rows = np.repeat(np.arange(trials), n)
     counts = np.zeros((trials, m), dtype=np.int64)
     np.add.at(counts, (rows, win.ravel()), 1)

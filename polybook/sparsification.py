@@ -209,7 +209,7 @@ def affine_step(A: float, B: float, l2sq: float, dt: float, lam: float) -> tuple
     factor, and ``B`` moves by ``dt lam`` divided by the new ``A``. ``l2sq`` is ``||w||^2`` before the step.
 
     >>> affine_step(1.0, 0.0, 0.5, 0.1, 0.2)
-    (1.05, 0.019047619047619046)
+    (1.05, 0.01904761904761905)
     """
     A = A * (1.0 + dt * (1.0 - l2sq))
     return A, B + dt * lam / A

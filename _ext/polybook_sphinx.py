@@ -10,6 +10,11 @@
 - Those animations show their frames in an ``<img>`` without alt text, and myst-nb applies a cell's
   ``"mystnb": {"image": {"alt": ...}}`` metadata to image outputs only: give the animation's
   ``<img>`` the same alt text, so a figure drawn as an animation is described like any other.
+- Sphinx's mathjax extension loads MathJax only on pages whose body has an equation, yet the
+  sidebar, the header and the page title can show TeX on any page (a chapter title with
+  ``$...$`` in the navigation of the API page, of the index or of the search page): load it on
+  every page. ``sphinx-mathjax-offline`` points ``mathjax_path`` at its bundled copy, which it
+  copies into ``_static/mathjax`` for every build, so no page needs the network for it.
 """
 
 from __future__ import annotations
@@ -64,6 +69,9 @@ def _alt_text_for_animations(app, doctree, docname):
 
 
 def setup(app):
+    # MathJax (and the assets of any other extension that asks the policy) on every page, not
+    # only on the pages with an equation in their body.
+    app.set_html_assets_policy("always")
     app.add_js_file(None, body=MODE_SCRIPT, priority=1)
     # Late, after the themes have added their own scripts to the page.
     app.connect("html-page-context", _dedupe_scripts, priority=990)

@@ -1,0 +1,343 @@
+"""The exercises: every chapter poses some, every checker accepts the book's solution and rejects
+plausible wrong answers, and the exercises-only notebooks are current and run without a traceback.
+
+The solutions are taken from the chapters' own ``solution`` cells, so a solution edited in a
+notebook is tested here too.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from polybook import exercises as ex
+from polybook import noise as nz
+from polybook.train import sample_noise as package_sample_noise
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Notebooks in the table of contents that pose no exercises, and why.
+NO_EXERCISES = {"reproduce": "an appendix of commands and stored results, not a chapter of ideas"}
+CHECK_CALL = re.compile(r'^ex\.check\("(?P<name>\w+)", (?P<fn>\w+)\)$')
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("make_exercises", ROOT / "scripts" / "make_exercises.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+make = _script()
+
+
+def toc_chapters() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [entry["file"] for entry in toc["chapters"]]
+    return [Path(f).name for f in files if (ROOT / f"{f}.ipynb").exists()]
+
+
+def notebook(chapter: str) -> dict:
+    return json.loads((ROOT / "book" / f"{chapter}.ipynb").read_text())
+
+
+def source(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+def imports_cell(nb: dict) -> str:
+    """The chapter's imports, which the solutions may use (``np``, ``torch``, ``pb``, module aliases)."""
+    return next(source(c) for c in nb["cells"] if c["cell_type"] == "code" and "exercises as ex" in source(c))
+
+
+def exercise_cells(chapter: str) -> dict[str, dict[str, str]]:
+    """For each exercise of ``chapter``: its statement, stub, solution and check, by tag."""
+    cells = notebook(chapter)["cells"]
+    out = {}
+    for k, cell in enumerate(cells):
+        match = CHECK_CALL.match(source(cell).strip()) if "exercise-check" in make.tags(cell) else None
+        if match:
+            statement, stub, solution = cells[k - 3:k]
+            out[match["name"]] = {"statement": statement, "stub": stub, "solution": solution, "fn": match["fn"]}
+    return out
+
+
+def reader_function(chapter: str, name: str, which: str):
+    """The function a cell of the chapter defines, run after the chapter's imports."""
+    nb = notebook(chapter)
+    namespace: dict = {}
+    exec("import polybook as pb", namespace)  # the setup cell's import
+    exec(imports_cell(nb), namespace)
+    cells = exercise_cells(chapter)[name]
+    exec(source(cells[which]), namespace)
+    return namespace[cells["fn"]]
+
+
+ALL = [(ch, name) for ch in toc_chapters() if ch not in NO_EXERCISES for name in ex.chapter_exercises(ch)]
+
+
+# --------------------------------------------------------------------------- the chapters
+
+
+@pytest.mark.parametrize("chapter", [c for c in toc_chapters() if c not in NO_EXERCISES])
+def test_every_chapter_poses_at_least_two_exercises_and_checks_each(chapter):
+    found = exercise_cells(chapter)
+    assert len(found) >= 2, f"{chapter} has {len(found)} exercises"
+    assert sorted(found) == sorted(ex.chapter_exercises(chapter)), "the notebook's checks and polybook.exercises disagree"
+    for name, cells in found.items():
+        assert cells["fn"] == name, f"check of {name} is called on {cells['fn']}"
+        assert "exercise" in make.tags(cells["statement"]) and cells["statement"]["cell_type"] == "markdown"
+        assert "exercise" in make.tags(cells["stub"]) and "raise NotImplementedError" in source(cells["stub"])
+        assert "solution" in make.tags(cells["solution"]) and "hide-input" in make.tags(cells["solution"])
+        assert f"def {name}(" in source(cells["stub"]) and f"def {name}(" in source(cells["solution"])
+        assert re.search(r"difficulty [123]/3 · importance [123]/3 · about \d+ minutes", source(cells["statement"]), re.I)
+
+
+def test_every_exercise_of_the_package_is_posed_by_its_chapter():
+    posed = {name for ch in toc_chapters() for name in exercise_cells(ch) if ch not in NO_EXERCISES}
+    assert posed == set(ex.EXERCISES)
+
+
+@pytest.mark.parametrize("chapter,name", ALL)
+def test_the_books_solution_passes_its_checker(chapter, name):
+    v = ex.verdict(name, reader_function(chapter, name, "solution"))
+    assert v.passed is True, v.message
+    assert v.message.startswith(f"✓ {name}: agrees with polybook on all ")
+
+
+@pytest.mark.parametrize("chapter,name", ALL)
+def test_the_unsolved_stub_is_reported_as_not_solved_yet(chapter, name):
+    v = ex.verdict(name, reader_function(chapter, name, "stub"))
+    assert v.passed is None and "not solved yet" in v.message, v.message
+
+
+@pytest.mark.parametrize("chapter", [c for c in toc_chapters() if c not in NO_EXERCISES])
+def test_only_its_own_cells_use_an_exercise_function(chapter):
+    """Otherwise the exercises-only notebook, which has no solutions, would break further down."""
+    nb = notebook(chapter)
+    names = {cells["fn"] for cells in exercise_cells(chapter).values()}
+    for k, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "code" or {"exercise", "solution", "exercise-check"} & set(make.tags(cell)):
+            continue
+        used = {n for n in names if re.search(rf"(?<![\w.]){n}\b", source(cell))}
+        assert not used, f"cell {k} of {chapter} uses {used}"
+
+
+# --------------------------------------------------------------------------- wrong answers
+
+relu = torch.relu
+
+
+def _forces(W, l1, benefit=4.0, use_relu=True, reg_sign=-1.0):
+    P = W @ W.transpose(-1, -2)
+    off = (relu(P) if use_relu else P) * (1 - torch.eye(W.shape[-2], dtype=W.dtype))
+    norm2 = P.diagonal(dim1=-2, dim2=-1)[..., None]
+    return {"benefit": benefit * (1 - norm2) * W, "interference": -4 * off @ W, "regularisation": reg_sign * l1 * torch.sign(W)}
+
+
+def _band(W, strict=False, signed=False):
+    a = W if signed else W.abs()
+    uses = ((a > 0.8) & (a < 1.2)) if strict else ((a >= 0.8) & (a <= 1.2))
+    return (uses.sum(-2) >= 2).sum(-1)
+
+
+def _exact(n, m, both=True):
+    return m * (1 - 2 * (1 - 1 / (2 * m)) ** n + ((1 - 1 / m) ** n if both else 0.0))
+
+
+def _noise(kind, sigma, shape, generator, uniform_scale=math.sqrt(3)):
+    if kind == "uniform":
+        return (2 * torch.rand(shape, generator=generator, dtype=torch.float64) - 1) * uniform_scale * sigma
+    return package_sample_noise(kind, sigma, shape, generator, dtype=torch.float64)
+
+
+def _cumulants(w, kind, sigma, moment=False, square=True):
+    k = nz.EXCESS_KURTOSIS[kind] + (3.0 if moment else 0.0)
+    l2, l4 = (w**2).sum(-1), (w**4).sum(-1)
+    return {"variance": sigma**2 * l2, "fourth_cumulant": k * sigma**4 * l4, "excess_kurtosis": k * l4 / (l2**2 if square else l2)}
+
+
+def _pair_loss(a, b, q, pair_weight=2.0, interference=True):
+    r = lambda z: np.maximum(z, 0)
+    singles = (1 - a**2) ** 2 + (1 - b**2) ** 2 + (2 * r(a * b) ** 2 if interference else 0)
+    return (1 - q) * singles + pair_weight * q * ((1 - r(a * (a + b))) ** 2 + (1 - r(b * (a + b))) ** 2)
+
+
+def _pairs(uses, once=True):
+    out = []
+    for u in uses:
+        found = []
+        for k in range(u.shape[1]):
+            users = torch.nonzero(u[:, k]).flatten().tolist()
+            found += [(i, j) for a, i in enumerate(users) for j in users[a + 1:]]
+        out.append(sorted(set(found)) if once else sorted(found))
+    return out
+
+
+def _responses(params, D, rel=0.5, floor=0.1, decoder_bias=True, over_features=True):
+    x = D[None] - params["bd"] if decoder_bias else D[None].expand(params["We"].shape[0], -1, -1)
+    A = relu(x @ params["We"].transpose(1, 2) + params["be"])
+    top = A.amax(dim=1 if over_features else 2, keepdim=True)
+    return (A >= rel * top) & (A >= floor)
+
+
+def _overlap(pairs, by_other=False, none=True):
+    s = [len(a & b) / len(b if by_other else a) for i, a in enumerate(pairs) for j, b in enumerate(pairs)
+         if i != j and a and (b or not by_other)]
+    return sum(s) / len(s) if s else (None if none else 0.0)
+
+
+#: For every exercise, plausible wrong answers (what the mistake is -> the wrong function).
+WRONG = {
+    "toy_forward": {
+        "bias after the output ReLU": lambda W, b, x, hidden_relu=False: relu((relu(x @ W) if hidden_relu else x @ W) @ W.transpose(-1, -2)) + b[:, None],
+        "hidden ReLU ignored": lambda W, b, x, hidden_relu=False: relu(x @ W @ W.transpose(-1, -2) + b[:, None]),
+    },
+    "superposition_score": {
+        "j = i left in": lambda W: ((W / W.norm(dim=-1, keepdim=True).clamp_min(1e-8)) @ W.transpose(-1, -2)).pow(2).sum(-1),
+        "not normalised": lambda W: (W @ W.transpose(-1, -2)).pow(2).sum(-1) - (W * W).sum(-1) ** 2,
+    },
+    "three_forces": {
+        "benefit without the factor 4": lambda W, l1: _forces(W, l1, benefit=1.0),
+        "interference without the ReLU": lambda W, l1: _forces(W, l1, use_relu=False),
+        "regularisation with the wrong sign": lambda W, l1: _forces(W, l1, reg_sign=1.0),
+    },
+    "affine_step": {
+        "B moved with the old A": lambda A, B, l2sq, dt, lam: (A * (1 + dt * (1 - l2sq)), B + dt * lam / A),
+        "B multiplied by A": lambda A, B, l2sq, dt, lam: (A * (1 + dt * (1 - l2sq)), B + dt * lam * A * (1 + dt * (1 - l2sq))),
+    },
+    "initial_rank": {
+        "the winner counted against itself": lambda W_start, W_end: (W_start.abs() >= W_start.abs().gather(-1, W_end.abs().argmax(-1, keepdim=True))).sum(-1),
+        "signed weights instead of magnitudes": lambda W_start, W_end: (W_start > W_start.gather(-1, W_end.abs().argmax(-1, keepdim=True))).sum(-1),
+    },
+    "count_polysemantic": {
+        "any two features, whatever their signs": lambda winners, positive, m: np.array([(np.bincount(w, minlength=m) >= 2).sum() for w in winners]),
+        "colliding pairs instead of neurons": lambda winners, positive, m: np.array([(c * (c - 1) // 2).sum() for c in (np.bincount(w, minlength=m) for w in winners)]),
+    },
+    "expected_polysemantic": {
+        "n^2/(4m)": lambda n, m: n * n / (4 * m),
+        "the both-miss term left out": lambda n, m: _exact(n, m, both=False),
+        "colliding pairs C(n,2)/m": lambda n, m: n * (n - 1) / 2 / m,
+    },
+    "band_polysemantic": {
+        "edges excluded": lambda W: _band(W, strict=True),
+        "negative weights ignored": lambda W: _band(W, signed=True),
+    },
+    "sample_noise": {
+        "uniform on [-sigma, sigma]": lambda kind, sigma, shape, generator: _noise(kind, sigma, shape, generator, uniform_scale=1.0),
+        "Gaussian for every kind": lambda kind, sigma, shape, generator: sigma * torch.randn(shape, generator=generator, dtype=torch.float64),
+        "Bernoulli on {0, 2 sigma}": lambda kind, sigma, shape, generator: 2 * sigma * torch.randint(0, 2, shape, generator=generator).double(),
+    },
+    "projection_cumulants": {
+        "fourth moment instead of cumulant": lambda w, kind, sigma: _cumulants(w, kind, sigma, moment=True),
+        "norm not squared": lambda w, kind, sigma: _cumulants(w, kind, sigma, square=False),
+    },
+    "pair_loss": {
+        "pair weighted q instead of 2q": lambda a, b, q: _pair_loss(a, b, q, pair_weight=1.0),
+        "interference of the singletons left out": lambda a, b, q: _pair_loss(a, b, q, interference=False),
+    },
+    "balance_level": {
+        "l1 (n - 1), the 1/2 missing": lambda n, l1, groups=1: l1 * (n - 1),
+        "groups ignored": lambda n, l1, groups=1: l1 * (n - 1) / 2,
+    },
+    "width_needed": {
+        "n^2/(4 target)": lambda n, target=1.0, per_feature=False: math.ceil((n if per_feature else n * n) / (4 * target)),
+        "per_feature ignored": lambda n, target=1.0, per_feature=False: ex.EXERCISES["width_needed"].reference(n, target),
+    },
+    "shared_pairs": {
+        "a pair on two neurons listed twice": lambda uses: _pairs(uses, once=False),
+        "every instance pooled": lambda uses: [_pairs(uses.any(0, keepdim=True))[0]] * uses.shape[0],
+    },
+    "sae_responses": {
+        "decoder bias not subtracted": lambda params, dictionary, rel=0.5, floor=0.1: _responses(params, dictionary, rel, floor, decoder_bias=False),
+        "largest activation over latents, not features": lambda params, dictionary, rel=0.5, floor=0.1: _responses(params, dictionary, rel, floor, over_features=False),
+    },
+    "pair_overlap": {
+        "share of the other SAE's pairs": lambda pairs: _overlap(pairs, by_other=True),
+        "0 instead of None without pairs": lambda pairs: _overlap(pairs, none=False),
+    },
+}
+
+
+def test_every_exercise_has_wrong_answers_to_reject():
+    assert set(WRONG) == set(ex.EXERCISES)
+    assert all(len(w) >= 2 for w in WRONG.values())
+
+
+@pytest.mark.parametrize("name,mistake", [(n, k) for n, w in WRONG.items() for k in w])
+def test_checker_rejects_a_plausible_wrong_answer(name, mistake):
+    v = ex.verdict(name, WRONG[name][mistake])
+    assert v.passed is False, f"{name} accepted the mistake: {mistake}"
+    assert v.message.startswith(f"✗ {name}(") and "\n  Hint: " in v.message, v.message
+
+
+def test_checker_names_the_exception_of_a_broken_answer_without_a_traceback():
+    v = ex.verdict("expected_polysemantic", lambda n, m: 1 / (m - m))
+    assert v.passed is False
+    assert v.message.startswith("✗ expected_polysemantic(n=1, m=1) raised ZeroDivisionError: ")
+    assert "Traceback" not in v.message
+
+
+def test_checker_prints_one_line_verdicts(capsys):
+    ex.check("balance_level", lambda n, l1, groups=1: ex.EXERCISES["balance_level"].reference(n, l1, groups))
+    assert capsys.readouterr().out == "✓ balance_level: agrees with polybook on all 16 cases.\n"
+    with pytest.raises(KeyError, match="no exercise named 'nope'"):
+        ex.check("nope", print)
+
+
+def test_checker_gives_the_reader_a_fresh_copy_of_every_argument():
+    def scribble(W):
+        W.zero_()  # an in-place bug must not change what the package is compared on
+        return W.sum(-1)
+
+    v = ex.verdict("superposition_score", scribble)
+    assert v.passed is False and "instead of" in v.message
+
+
+# --------------------------------------------------------------------------- exercises-only notebooks
+
+
+def test_exercises_only_notebooks_are_up_to_date():
+    assert make.main(["--check"]) == 0, "run: python scripts/make_exercises.py"
+    written = sorted(p.name for p in (ROOT / "exercises").glob("*.ipynb"))
+    assert written == sorted(p.name for p in make.chapters_with_exercises())
+
+
+@pytest.mark.parametrize("chapter", [c for c in toc_chapters() if c not in NO_EXERCISES])
+def test_exercises_only_notebook_has_no_solutions_and_keeps_everything_else(chapter):
+    nb = json.loads((ROOT / "exercises" / f"{chapter}.ipynb").read_text())
+    book = notebook(chapter)
+    assert not any("solution" in make.tags(c) for c in nb["cells"])
+    assert len(nb["cells"]) == len(book["cells"]) - len(exercise_cells(chapter))
+    assert not any(c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
+    text = "".join(source(c) for c in nb["cells"])
+    assert "Exercises only." in text and ":::{admonition} Exercise" not in text
+    for cells in exercise_cells(chapter).values():
+        assert source(cells["solution"]) not in text
+
+
+def test_exercises_only_notebooks_run_and_every_check_says_not_solved_yet(tmp_path):
+    """Each notebook's setup and imports, then its exercise and check cells, in a fresh kernel."""
+    nbclient = pytest.importorskip("nbclient")
+    import nbformat
+
+    for chapter in [c for c in toc_chapters() if c not in NO_EXERCISES]:
+        nb = nbformat.read(ROOT / "exercises" / f"{chapter}.ipynb", as_version=4)
+        first = next(k for k, c in enumerate(nb.cells) if c.cell_type == "code" and "exercises as ex" in c.source)
+        keep = [c for k, c in enumerate(nb.cells) if c.cell_type == "code" and
+                (k <= first or {"exercise", "exercise-check"} & set(c.metadata.get("tags", [])))]
+        nb.cells = keep
+        nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+        checks = [c for c in nb.cells if "exercise-check" in c.metadata.get("tags", [])]
+        assert len(checks) >= 2
+        for c in checks:
+            out = "".join(o.get("text", "") for o in c.outputs)
+            assert re.fullmatch(r"… \w+: not solved yet\. .*\n", out), f"{chapter}: {out!r}"
+            assert not any(o.output_type == "error" for o in c.outputs)

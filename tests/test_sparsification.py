@@ -281,3 +281,12 @@ def test_stored_winners_run_matches_a_replay_of_two_instances_of_its_shortest_ru
     again = (rank == 0).double().mean(-1).tolist()
     # float32 sums may round differently with another thread count: allow one borderline feature per instance
     assert np.allclose(again, stored["leader_by_instance"][:2], rtol=0, atol=1.01 / cfg.n)
+
+
+def test_affine_step_is_one_euler_step_of_every_surviving_weight():
+    w0 = np.array([0.9, 0.5, 0.3])
+    A, B, lam, dt = 1.3, 0.05, 0.02, 0.25
+    w = A * (w0 - B)
+    euler = (1 + dt * (1 - w @ w)) * w - dt * lam
+    A1, B1 = sp.affine_step(A, B, float(w @ w), dt, lam)
+    assert np.allclose(A1 * (w0 - B1), euler, rtol=1e-14, atol=0)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from polybook.theory import (
+    collision_counts,
     expected_colliding_pairs,
     expected_polysemantic_exact,
     predicted_polysemantic,
@@ -48,3 +49,18 @@ def test_brute_force_counts_are_consistent():
 def test_theory_rejects_bad_sizes(bad):
     with pytest.raises(ValueError, match="must be an integer >= 1"):
         predicted_polysemantic(*bad)
+
+
+def test_collision_counts_of_a_hand_made_trial():
+    # neuron 0: a positive and a negative feature (polysemantic); neuron 1: two positives (shared only)
+    got = collision_counts(np.array([[0, 0, 1, 1], [2, 2, 2, 2]]), np.array([[1, 0, 1, 1], [1, 1, 1, 0]], bool), 3)
+    assert got["polysemantic"].tolist() == [1, 1]
+    assert got["shared"].tolist() == [2, 1]
+    assert got["pairs"].tolist() == [2, 6]
+
+
+def test_collision_counts_rejects_winners_outside_the_neurons_and_mismatched_signs():
+    with pytest.raises(ValueError, match="neuron indices in 0 .. m-1 = 1"):
+        collision_counts(np.array([[0, 2]]), np.array([[True, False]]), 2)
+    with pytest.raises(ValueError, match=r"both be \(trials, n\) arrays"):
+        collision_counts(np.array([[0, 1]]), np.array([True, False]), 2)

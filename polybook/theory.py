@@ -120,6 +120,8 @@ def collision_counts(winners: np.ndarray, positive: np.ndarray, m: int) -> dict[
     dict
         As :func:`simulate_collisions`, one entry per trial.
 
+    Examples
+    --------
     >>> collision_counts(np.array([[0, 0, 1, 1]]), np.array([[True, False, True, True]]), 2)
     {'pairs': array([2]), 'polysemantic': array([1]), 'shared': array([2])}
     """

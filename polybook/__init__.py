@@ -35,4 +35,16 @@ from .theory import (
 from . import display, plots
 from .train import TrainConfig, TrainResult, device_report, resolve_device, sample_noise, train
 
+# The public API is this list and each documented module's ``__all__``: the names a chapter uses, each
+# documented in its own module (tests/test_api_links.py checks both). The other names imported
+# here stay importable, for the command line, the tests and code written against earlier versions.
+__all__ = [
+    "EXPERIMENTS", "load_result", "run_experiment", "stored_result",
+    "BAND", "band_mask", "fourth_norm", "polysemantic_neurons", "polysemantic_neurons_by_mass",
+    "polysemantic_by_rule", "start_end_overlap", "winner_initial_rank", "winners",
+    "init_weights", "loss_and_grad", "reconstruction_loss",
+    "expected_colliding_pairs", "expected_polysemantic_exact", "predicted_polysemantic", "simulate_collisions",
+    "TrainConfig", "device_report", "train",
+]
+
 from ._release import VERSION as __version__

@@ -33,7 +33,8 @@ import torch
 from .models import init_weights
 from .train import TrainConfig, _cpu_threads, _optimizer, resolve_device, train
 
-__all__ = ["BENCH_SIZES", "baseline_train", "bench_one", "run_benchmark", "format_table", "device_peak_tflops"]
+# No chapter uses this module: the command line (``python -m polybook bench``) does, so nothing here is public.
+__all__: list[str] = []
 
 #: (instances, n, m): small to the paper's largest collisions model.
 BENCH_SIZES: tuple[tuple[int, int, int], ...] = (

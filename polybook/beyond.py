@@ -17,7 +17,7 @@ the summed squared error over the ``n`` basis inputs plus ``l1`` times the L1 no
 pays ``l1/2`` on its encoder and ``l1/2`` on its decoder, which is the paper's penalty whenever
 ``D = W`` (an L1 on the encoder alone would let the encoder shrink and the decoder grow without end). ``minibatch``
 trains on ``batch`` basis inputs drawn at random per step, the error scaled by ``n / batch`` so the
-expected loss is the full one. :data:`VARIANTS` lists them; every variant starts from the same
+expected loss is the full one. ``VARIANTS`` lists them; every variant starts from the same
 ``W`` (the untied decoder from a second draw, ``U`` at the identity), so comparisons are paired.
 
 Polysemantic neurons are counted with the book's band rule on the hidden activation of each basis
@@ -54,26 +54,16 @@ from .models import init_weights
 from .theory import expected_polysemantic_exact, predicted_polysemantic
 
 __all__ = [
-    "VARIANTS",
     "ArchConfig",
-    "init_params",
-    "arch_loss",
     "hidden_codes",
+    "arch_loss",
     "train_variant",
-    "run_architectures",
-    "replay_architectures",
     "arch_rows",
     "SAEConfig",
     "make_dictionary",
     "sample_data",
     "train_sae",
     "sae_responses",
-    "mixed_latents",
-    "mixed_pairs",
-    "pair_overlap",
-    "pair_overlap_per_sae",
-    "run_sae",
-    "replay_sae",
     "sae_rows",
 ]
 
@@ -94,7 +84,10 @@ VARIANTS = {
 
 @dataclass(frozen=True)
 class ArchConfig:
-    """The collisions setting with each of ``variants`` (names from :data:`VARIANTS`)."""
+    """The collisions setting with each of ``variants`` (names from ``VARIANTS``).
+
+    Introduced in the book: :doc:`/book/beyond` (chapter beyond).
+    """
 
     n: int = 32
     m: int = 128
@@ -165,6 +158,8 @@ def hidden_codes(variant: str, p: dict[str, torch.Tensor]) -> torch.Tensor:
     >>> W = torch.tensor([[[1.0, -1.0]]])
     >>> hidden_codes("hidden_relu", {"W": W}).tolist()
     [[[1.0, 0.0]]]
+
+    Introduced in the book: :doc:`/book/beyond` (chapter beyond).
     """
     C, _ = _code_and_decoder(variant, p)
     return torch.relu(C) if variant == "hidden_relu" else C
@@ -180,6 +175,8 @@ def arch_loss(variant: str, p: dict[str, torch.Tensor], l1: float, rows: torch.T
     >>> W = torch.tensor([[[1.0], [-1.0]]])  # the benign opposite-sign collision
     >>> float(arch_loss("tied_relu", {"W": W}, 0.0)), round(float(arch_loss("gelu", {"W": W}, 0.0)), 4)
     (0.0, 0.1007)
+
+    Introduced in the book: :doc:`/book/beyond` (chapter beyond).
     """
     C, D = _code_and_decoder(variant, p)
     n = C.shape[-2]
@@ -208,6 +205,8 @@ def train_variant(variant: str, W0: torch.Tensor, *, steps: int, lr: float = 1e-
     >>> p, loss = train_variant("gelu", init_weights(2, 4, 8), steps=5, batch=2)
     >>> tuple(p["W"].shape), tuple(loss.shape)
     ((2, 4, 8), (2,))
+
+    Introduced in the book: :doc:`/book/beyond` (chapter beyond).
     """
     check.choice("variant", variant, VARIANTS)
     check.integer("steps", steps)
@@ -306,6 +305,8 @@ def arch_rows(record: dict) -> list[dict]:
     ``top_weight``, ``diff`` and ``diff_sem`` (variant minus baseline, per instance, then mean and
     s.e.), ``z_exact`` (``(mean - exact) / sem``, with the s.e. floored at one count over the
     number of instances), and ``decoder`` (mean, or ``None``).
+
+    Introduced in the book: :doc:`/book/beyond` (chapter beyond).
     """
     res = record.get("results", record)
     base = np.asarray(res["per_variant"]["tied_relu"]["polysemantic"], dtype=float)
@@ -340,6 +341,8 @@ class SAEConfig:
     ``features[j] > d[j]`` puts the data in superposition). ``widths`` are multiples of the number
     of features (``0.5`` is half as many latents as features). Each width trains ``seeds`` SAEs side
     by side on the same data (seed ``seed``); SAE ``s`` starts from its own draw (seed ``seed + 100 + s``).
+
+    Introduced in the book: :doc:`/book/beyond` (chapter beyond).
     """
 
     features: tuple[int, ...] = (32, 64)
@@ -396,6 +399,8 @@ def make_dictionary(features: int, d: int, seed: int = 0) -> torch.Tensor:
     >>> D = make_dictionary(5, 3)
     >>> tuple(D.shape), bool(torch.allclose(D.norm(dim=1), torch.ones(5)))
     ((5, 3), True)
+
+    Introduced in the book: :doc:`/book/beyond` (chapter beyond).
     """
     check.integer("features", features, minimum=1)
     check.integer("d", d)
@@ -412,6 +417,8 @@ def sample_data(dictionary: torch.Tensor, samples: int, p: float, seed: int = 0)
     >>> s, x = sample_data(make_dictionary(4, 3), 10, 0.5)
     >>> tuple(s.shape), tuple(x.shape), bool((s >= 0).all())
     ((10, 4), (10, 3), True)
+
+    Introduced in the book: :doc:`/book/beyond` (chapter beyond).
     """
     check.integer("samples", samples)
     check.number("p", p, 0.0, strict=True, maximum=1.0)
@@ -445,6 +452,8 @@ def train_sae(x: torch.Tensor, width: int, seeds: Sequence[int], *, steps: int =
     >>> p = train_sae(x, 8, seeds=[0, 1], steps=3, batch=16)
     >>> tuple(p["We"].shape)
     (2, 8, 6)
+
+    Introduced in the book: :doc:`/book/beyond` (chapter beyond).
     """
     check.integer("width", width)
     check.integer("steps", steps)
@@ -487,6 +496,8 @@ def sae_responses(params: dict[str, torch.Tensor], dictionary: torch.Tensor, rel
     >>> p = {"We": torch.tensor([[[1.0, 0.0], [0.7, 0.7]]]), "be": torch.zeros(1, 1, 2), "bd": torch.zeros(1, 1, 2)}
     >>> sae_responses(p, torch.eye(2)).int().tolist()  # latent 1 reads both features
     [[[1, 1], [0, 1]]]
+
+    Introduced in the book: :doc:`/book/beyond` (chapter beyond).
     """
     check.number("rel", rel, 0.0, strict=True, maximum=1.0)
     check.number("floor", floor, 0.0, strict=True)
@@ -634,7 +645,10 @@ def sae_rows(record: dict, dataset: int = 0) -> list[dict]:
     ``overlap_sem`` (its standard error over SAEs, or ``None``), ``pair_cos`` (mean over SAEs with a
     mixed pair, or ``None``), ``zero`` (SAEs without a mixed
     latent), ``sae`` (SAEs per width) and ``reference`` (the birthday count ``C(n, 2)/w`` of pairs
-    whose initial best latent is shared, were every such collision to survive)."""
+    whose initial best latent is shared, were every such collision to survive).
+
+    Introduced in the book: :doc:`/book/beyond` (chapter beyond).
+    """
     res = record.get("results", record)["datasets"][dataset]
     rows = []
     for j, w in enumerate(res["latents"]):

@@ -14,7 +14,10 @@ __all__ = ["plot_architectures", "plot_sae", "explorer_figure", "explorer"]
 
 
 def plot_architectures(ax, rows: Sequence[dict], exact: float, law: float) -> None:
-    """Band-rule count (mean and s.e.) per variant, the mass rule beside it, and the two predictions."""
+    """Band-rule count (mean and s.e.) per variant, the mass rule beside it, and the two predictions.
+
+    Introduced in the book: :doc:`/book/beyond` (chapter beyond).
+    """
     x = np.arange(len(rows))
     ax.bar(x - 0.2, [r["mean"] for r in rows], 0.4, yerr=[r["sem"] for r in rows], capsize=3,
            color=PALETTE["measured"], label="band rule (the book's definition): mean $\\pm$ s.e.")
@@ -31,6 +34,8 @@ def plot_sae(ax, rows: Sequence[dict], label: str, color: str, marker: str = "o"
     """Mixed latents per SAE (mean and s.e.) against the width in latents per feature, with the birthday reference.
 
     Zero counts sit on a symmetric-log axis (linear below 1).
+
+    Introduced in the book: :doc:`/book/beyond` (chapter beyond).
     """
     r = np.array([row["ratio"] for row in rows])
     ax.errorbar(r, [row["mean"] for row in rows], yerr=[row["sem"] for row in rows], fmt=f"{marker}-", color=color,
@@ -50,6 +55,8 @@ def explorer_figure(ratio: float = 2.0, features: int = 32, d: int = 16, seeds: 
     One panel per SAE: the latents' activations on each feature's dictionary vector (rows:
     features, columns: latents that respond to something, ordered by their best feature), with the
     mixed latents marked. Returns the figure and the mixed-latent count per SAE.
+
+    Introduced in the book: :doc:`/book/beyond` (chapter beyond).
     """
     import matplotlib.pyplot as plt
 
@@ -84,6 +91,8 @@ def explorer(ratio: float = 2.0, features: int = 32, d: int = 16):
     """Sliders for the width ratio, the number of features and the dimension; a button redraws :func:`explorer_figure`.
 
     Only in a live kernel (Colab, Jupyter); nothing is drawn until the button is pressed.
+
+    Introduced in the book: :doc:`/book/beyond` (chapter beyond).
     """
     import ipywidgets as widgets
     import matplotlib.pyplot as plt

@@ -5,7 +5,7 @@ What the chapter needs beyond the core modules:
 - the ``collisions`` sweep with its weights kept (:func:`train_sweep`, :func:`sweep_record`),
   giving exactly the numbers of ``python -m polybook run collisions``;
 - summaries of counts over instances and a log-log slope fit with a bootstrap interval
-  (:func:`count_stats`, :func:`fit_loglog_slope`, :func:`law_rows`, :func:`plot_law`);
+  (``count_stats``, :func:`fit_loglog_slope`, :func:`law_rows`, :func:`plot_law`);
 - stored paper-scale results, loaded only when present (:func:`load_paper_record`);
 - how the initial leaders relate to the final winners (:func:`correspondence_summary`);
 - the two-feature example (:func:`shared_neuron_loss`, :func:`two_feature_start`);
@@ -60,21 +60,16 @@ from .theory import (
 from .train import OPTIMIZERS, TrainConfig, TrainResult, train, train_memory_bytes
 
 __all__ = [
+    "PAPER_COMMAND",
     "sweep_config",
     "train_sweep",
     "sweep_record",
-    "count_stats",
-    "SlopeFit",
     "fit_loglog_slope",
     "law_rows",
     "plot_law",
     "load_paper_record",
-    "LawOverNConfig",
-    "run_law_over_n",
     "law_over_n_rows",
-    "replay_law_over_n",
     "plot_law_over_n",
-    "PAPER_COMMAND",
     "correspondence_summary",
     "shared_neuron_loss",
     "two_feature_start",
@@ -86,6 +81,8 @@ __all__ = [
 ]
 
 #: The command that writes the paper-scale sweep where the chapter looks for it (needs a GPU).
+#:
+#: Introduced in the book: :ref:`law-measured` (chapter collisions).
 PAPER_COMMAND = "python -m polybook run collisions --scale paper --out book/results/collisions-paper"
 
 #: Where :func:`load_paper_record` looks, relative to the working directory (the notebook's
@@ -97,12 +94,18 @@ PAPER_PATHS = ("results/collisions-paper/result.json", "book/results/collisions-
 
 
 def sweep_config(scale: str = "book", overrides: Sequence[str] | dict = ()) -> CollisionsConfig:
-    """The registered ``collisions`` config at ``scale``, with ``overrides`` applied."""
+    """The registered ``collisions`` config at ``scale``, with ``overrides`` applied.
+
+    Introduced in the book: :ref:`law-measured` (chapter collisions).
+    """
     return apply_overrides(EXPERIMENTS["collisions"].scales[scale], overrides)
 
 
 def train_sweep(cfg: CollisionsConfig, device: str = "auto", progress: bool = False) -> list[TrainResult]:
-    """Train every ``m`` of ``cfg`` exactly as the ``collisions`` experiment does, keeping the weights."""
+    """Train every ``m`` of ``cfg`` exactly as the ``collisions`` experiment does, keeping the weights.
+
+    Introduced in the book: :ref:`law-measured` (chapter collisions).
+    """
     return [
         train(cfg.train_config(j), device=device, progress=progress, desc=f"collisions m={m}")
         for j, m in enumerate(cfg.m)
@@ -110,7 +113,10 @@ def train_sweep(cfg: CollisionsConfig, device: str = "auto", progress: bool = Fa
 
 
 def sweep_record(cfg: CollisionsConfig, runs: Sequence[TrainResult]) -> dict:
-    """The ``results`` dict that ``run_experiment("collisions", ...)`` returns, from trained runs."""
+    """The ``results`` dict that ``run_experiment("collisions", ...)`` returns, from trained runs.
+
+    Introduced in the book: :ref:`law-measured` (chapter collisions).
+    """
     return summarise_collisions(cfg, runs)
 
 
@@ -162,6 +168,8 @@ def fit_loglog_slope(m, counts, boot: int = 2000, seed: int = 0, level: float = 
     replacement from that ``m``'s counts and refits. The interval holds the central ``level``
     of the bootstrap slopes. Samples in which some mean is 0 (no log) are dropped and counted.
 
+    Introduced in the book: :ref:`law-measured` (chapter collisions).
+
     Examples
     --------
     >>> m = [64, 128, 256]
@@ -195,6 +203,8 @@ def law_rows(record: dict) -> list[dict]:
     Each row: ``m``, ``mean``, ``sem``, ``p16``, ``p84`` of the band-rule count, ``by_mass``
     (mean), ``mixed`` and ``same`` (mean sign split), ``predicted`` (``n^2/(4m)``), ``exact``
     (the idealised expectation), ``ratio`` (mean / predicted) and ``ratio_exact``.
+
+    Introduced in the book: :ref:`law-measured` (chapter collisions).
     """
     res = record.get("results", record)
     n = res["n"]
@@ -220,6 +230,8 @@ def plot_law(ax, record: dict, label: str = "measured", color: str | None = None
 
     With ``theory`` it adds ``n^2/(4m)`` (black, slope -1) and the idealised exact expectation
     (grey); with ``fit`` the fitted line (dashed, in the measured colour).
+
+    Introduced in the book: :ref:`law-measured` (chapter collisions).
     """
     color = color or PALETTE["measured"]
     res = record.get("results", record)
@@ -249,6 +261,8 @@ def load_paper_record(path: str | Path | None = None) -> dict | None:
 
     ``path`` is a ``result.json`` or its folder; by default the places in ``PAPER_PATHS``.
     Raises ``ValueError`` when the file exists but is not a collisions record.
+
+    Introduced in the book: :ref:`law-measured` (chapter collisions).
     """
     candidates = [Path(path)] if path is not None else [Path(p) for p in PAPER_PATHS]
     for p in candidates:
@@ -397,6 +411,8 @@ def law_over_n_rows(record: dict) -> list[dict]:
     each in standard errors), ``one_hot`` (share of one-hot encodings at the end), ``moved`` (mean
     count at the end minus at the last checkpoint) with its paired standard error ``moved_sem``,
     and ``same_sign`` (mean same-sign polysemantic neurons).
+
+    Introduced in the book: :ref:`law-over-n` (chapter collisions).
     """
     rows = []
     for p in record["results"]["points"]:
@@ -426,6 +442,8 @@ def plot_law_over_n(ax, rows: Sequence[dict], title: str = "", color: str | None
     The family either shares ``m`` (then ``m`` stays fixed along the curves) or shares ``n^2/m``
     (then ``m = n^2 / ratio`` along them). Curves: ``n^2/(4m)`` (black), ``n^2/(2m)`` (dotted) and
     the idealised exact expectation (grey).
+
+    Introduced in the book: :ref:`law-over-n` (chapter collisions).
     """
     color = color or PALETTE["measured"]
     ns = np.array([r["n"] for r in rows], dtype=float)
@@ -475,6 +493,8 @@ def _pairs_on_neurons(mask: torch.Tensor) -> set[tuple[int, int]]:
 
 def correspondence_summary(W0: torch.Tensor, W: torch.Tensor, band: tuple[float, float] = BAND) -> dict[str, float]:
     """How the features' initial leaders relate to their final winners, pooled over instances.
+
+    Introduced in the book: :ref:`leaders-to-winners` (chapter collisions).
 
     Returns
     -------
@@ -547,6 +567,8 @@ def shared_neuron_loss(a, b) -> np.ndarray:
     It is ``(1 - ReLU(a^2))^2 + (1 - ReLU(b^2))^2 + 2 ReLU(a b)^2``, computed by the package's
     own loss on an ``n = 2``, ``m = 1`` model: zero at ``(1, -1)``, 2 at ``(1, 1)``.
 
+    Introduced in the book: :ref:`opposite-signs` (chapter collisions).
+
     Examples
     --------
     >>> shared_neuron_loss([1.0, 1.0], [-1.0, 1.0]).tolist()
@@ -562,6 +584,8 @@ def two_feature_start(shared: float = 0.6, partner: float = 0.5) -> torch.Tensor
 
     Instance 0: the two leading weights have the same sign (``+shared``, ``+partner``); instance 1:
     opposite signs (``+shared``, ``-partner``). Every other weight is identical in the two.
+
+    Introduced in the book: :ref:`opposite-signs` (chapter collisions).
 
     Returns
     -------
@@ -581,6 +605,8 @@ def run_setting(n: int, m: int, *, instances: int = 16, steps: int = 7500, lr: f
                 optimizer: str = "adamw", seed: int = 0, W0: torch.Tensor | None = None,
                 device: str = "auto") -> tuple[dict, TrainResult]:
     """Train one setting and summarise it for the sensitivity table.
+
+    Introduced in the book: :ref:`sensitivity` (chapter collisions).
 
     Returns
     -------
@@ -602,6 +628,8 @@ def summarise_weights(W: torch.Tensor, final_loss: torch.Tensor | None = None,
     magnitude), ``fourth`` (mean fourth norm), ``predicted`` (``n^2/(4m)``); with ``final_loss``
     also ``loss``, and with the initial weights ``W0`` also ``leader`` (share of features won by
     their initial arg-max).
+
+    Introduced in the book: :ref:`sensitivity` (chapter collisions).
 
     Examples
     --------
@@ -629,6 +657,8 @@ def summarise_weights(W: torch.Tensor, final_loss: torch.Tensor | None = None,
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     """A GitHub/MyST pipe table; floats are written with 3 significant digits (whole above 1000).
 
+    Introduced in the book: :ref:`birthday` (chapter collisions).
+
     Examples
     --------
     >>> print(markdown_table(["a", "b"], [[1, 0.12345]]))
@@ -653,6 +683,8 @@ def birthday_figure(n: int = 64, m: int = 256, trials: int = 2000, seed: int = 0
     """Histograms of colliding pairs and of mixed-sign neurons under random winners, with the formulas.
 
     Returns the figure (two panels) and the simulation dict of :func:`~polybook.theory.simulate_collisions`.
+
+    Introduced in the book: :ref:`birthday` (chapter collisions).
     """
     import matplotlib.pyplot as plt
 
@@ -684,6 +716,8 @@ def birthday_explorer(n: int = 64, m: int = 256, trials: int = 2000):
     """Sliders for ``n`` and ``m`` and a button redrawing :func:`birthday_figure` (live kernels only).
 
     Nothing is drawn until the button is pressed, so executing the notebook stores no widget output.
+
+    Introduced in the book: :ref:`birthday` (chapter collisions).
     """
     import ipywidgets as widgets
     import matplotlib.pyplot as plt

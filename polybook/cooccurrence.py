@@ -19,12 +19,12 @@ active together). The L1 term stays on the weights, as in the rest of the book.
 What the chapter needs:
 
 - the inputs and their weights (:func:`input_weights`), the loss and its hand-written gradient
-  (:func:`loss_and_grad`), and one training loop for many instances at once (:func:`train_inputs`);
+  (``loss_and_grad``), and one training loop for many instances at once (:func:`train_inputs`);
 - the derivation's numbers: the two-feature loss with co-occurrence (:func:`two_feature_loss`),
   the pair's weight and the level where it matches L1 (:func:`pair_weight`, :func:`balance_level`);
-- the birthday argument restricted to pairs that never co-occur (:func:`restricted_birthday`);
-- the ``cooccurrence`` experiment (:class:`CoocConfig`, :func:`run_cooccurrence`) and which pairs
-  end up sharing a neuron (:func:`shared_pairs`);
+- the birthday argument restricted to pairs that never co-occur (``restricted_birthday``);
+- the ``cooccurrence`` experiment (:class:`CoocConfig`, ``run_cooccurrence``) and which pairs
+  end up sharing a neuron (``shared_pairs``);
 - an explorer (:func:`explorer_figure`, :func:`explorer`).
 
 Shapes: ``W`` is ``(instances, n, m)``; ``X`` is ``(R, n)``; input weights are ``(instances, R)``.
@@ -57,19 +57,12 @@ from .theory import expected_polysemantic_exact, predicted_polysemantic
 from .train import CHECK_EVERY, OPTIMIZERS, _optimizer, check_finite, one_cpu_thread, resolve_device, sample_noise
 
 __all__ = [
-    "InputsRun",
-    "pair_index",
     "input_weights",
-    "loss_and_grad",
     "train_inputs",
     "two_feature_loss",
     "pair_weight",
     "balance_level",
-    "restricted_birthday",
-    "shared_pairs",
     "CoocConfig",
-    "run_cooccurrence",
-    "replay_cooccurrence",
     "level_rows",
     "vanishing_level",
     "plot_levels",
@@ -100,6 +93,8 @@ def _group_of(n: int, groups: int) -> np.ndarray:
 
 def input_weights(n: int, level: float, groups: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """The inputs (singletons, then every pair) and their weights in the loss at co-occurrence ``level``.
+
+    Introduced in the book: :ref:`sharing-cost` (chapter cooccurrence).
 
     Parameters
     ----------
@@ -252,9 +247,11 @@ def train_inputs(
     """Train the tied ReLU autoencoder on the weighted inputs ``X``, every instance at once.
 
     The loop is :func:`polybook.train`'s (same optimisers, same divergence checks every
-    :data:`~polybook.train.CHECK_EVERY` steps) with the loss of :func:`loss_and_grad`. On the CPU
+    ``polybook.train.CHECK_EVERY`` steps) with the loss of ``loss_and_grad``. On the CPU
     it runs on one thread (restored afterwards). Noise (one of
-    :data:`~polybook.train.NOISE_KINDS`) is drawn independently per instance, input and neuron.
+    ``polybook.train.NOISE_KINDS``) is drawn independently per instance, input and neuron.
+
+    Introduced in the book: :ref:`sharing-cost` (chapter cooccurrence).
 
     Parameters
     ----------
@@ -313,11 +310,13 @@ def train_inputs(
 def two_feature_loss(a, b, level: float = 0.0) -> np.ndarray:
     """Loss of two features that both live on one neuron (weights ``a`` and ``b``) at co-occurrence ``level``.
 
-    The package's own loss (:func:`loss_and_grad`) on an ``n = 2``, ``m = 1`` model, where a
+    The package's own loss (``loss_and_grad``) on an ``n = 2``, ``m = 1`` model, where a
     share ``level`` of the inputs is the pair ``e_1 + e_2``::
 
         (1 - q) [(1 - a^2)^2 + (1 - b^2)^2 + 2 ReLU(ab)^2]
           + 2q [(1 - ReLU(a(a+b)))^2 + (1 - ReLU(b(a+b)))^2].
+
+    Introduced in the book: :ref:`sharing-cost` (chapter cooccurrence).
 
     Examples
     --------
@@ -342,6 +341,8 @@ def pair_weight(n: int, level: float, groups: int = 1) -> float:
 
     >>> round(pair_weight(32, 0.0155), 6)
     0.001
+
+    Introduced in the book: :ref:`sharing-cost` (chapter cooccurrence).
     """
     return float(input_weights(n, level, groups)[1][n:].max())
 
@@ -363,6 +364,8 @@ def balance_level(n: int, l1: float, groups: int = 1) -> float:
 
     >>> round(balance_level(32, 1e-3), 6)
     0.0155
+
+    Introduced in the book: :ref:`sharing-cost` (chapter cooccurrence).
     """
     check.integer("n", n, minimum=2)
     check.number("l1", l1)
@@ -468,6 +471,8 @@ class CoocConfig:
       that many blocks; pairs co-occur only inside a block).
 
     The comparisons between levels are therefore paired: a level changes only the data.
+
+    Introduced in the book: :ref:`sharing-cost` (chapter cooccurrence).
     """
 
     n: int = 32
@@ -608,6 +613,8 @@ def level_rows(record: dict) -> list[dict]:
     reconstruction loss), ``pair_share`` (the part of it on pair inputs), ``zero`` (instances with
     no polysemantic neuron), ``drop`` and ``drop_sem`` (mean paired difference from level 0 and
     its standard error; the instances start from the same weights at every level).
+
+    Introduced in the book: :ref:`uniform-cooccurrence` (chapter cooccurrence).
     """
     res = record.get("results", record)
     base = np.asarray(res["polysemantic"][0], dtype=float)
@@ -632,6 +639,8 @@ def vanishing_level(rows: Sequence[dict]) -> float | None:
 
     >>> vanishing_level([{"level": 0, "mean": 2.0}, {"level": 0.01, "mean": 0.0}, {"level": 0.1, "mean": 0.0}])
     0.01
+
+    Introduced in the book: :ref:`uniform-cooccurrence` (chapter cooccurrence).
     """
     found = None
     for r in reversed(rows):
@@ -648,6 +657,8 @@ def plot_levels(ax, rows: Sequence[dict], q_l1: float | None = None, exact: floa
     Level 0 sits at the left edge of a symmetric-log axis (linear below the smallest positive
     level, logarithmic above). ``q_l1`` draws :func:`balance_level`, ``exact`` the level-0
     expectation of the birthday argument.
+
+    Introduced in the book: :ref:`uniform-cooccurrence` (chapter cooccurrence).
     """
     q = np.array([r["level"] for r in rows])
     pos = q[q > 0]
@@ -673,6 +684,8 @@ def explorer_figure(level: float = 0.004, n: int = 32, m: int = 128, instances: 
     Left: polysemantic neurons per model at both levels (paired lines) beside the level-0
     expectation. Right: at ``level``, the encodings of the model with the most polysemantic
     neurons, on the neurons that some feature wins. Returns the figure and ``(counts at 0, counts at level)``.
+
+    Introduced in the book: :doc:`/book/cooccurrence` (chapter cooccurrence).
     """
     import matplotlib.pyplot as plt
 
@@ -710,6 +723,8 @@ def explorer(level: float = 0.004, n: int = 32, m: int = 128, instances: int = 8
     """Sliders for the level (log scale), ``n`` and ``m``, and a button redrawing :func:`explorer_figure`.
 
     Only in a live kernel (Colab, Jupyter); nothing is drawn until the button is pressed.
+
+    Introduced in the book: :doc:`/book/cooccurrence` (chapter cooccurrence).
     """
     import ipywidgets as widgets
     import matplotlib.pyplot as plt

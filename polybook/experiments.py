@@ -40,17 +40,13 @@ from .sweep import train_widths
 from .train import OPTIMIZERS, Diverged, TrainConfig, TrainResult, resolve_device, train, train_memory_bytes
 
 __all__ = [
-    "Experiment",
     "EXPERIMENTS",
-    "register",
-    "CollisionsConfig",
-    "run_experiment",
-    "apply_overrides",
-    "load_result",
-    "replay_collisions",
-    "Pieces",
+    "get_experiment",
     "ResultError",
-    "SCALES",
+    "config_hash",
+    "run_experiment",
+    "load_result",
+    "stored_result",
 ]
 
 SCALES = ("book", "paper")
@@ -67,6 +63,8 @@ class Experiment:
 
 
 #: Every named experiment, by name.
+#:
+#: Introduced in the book: :doc:`/book/reproduce` (chapter reproduce).
 EXPERIMENTS: dict[str, Experiment] = {}
 
 
@@ -356,7 +354,10 @@ def _command_line() -> str | None:
 
 
 def get_experiment(name: str) -> Experiment:
-    """The registered experiment ``name``; ``ValueError`` listing the known ones otherwise."""
+    """The registered experiment ``name``; ``ValueError`` listing the known ones otherwise.
+
+    Introduced in the book: :doc:`/book/superposition` (chapter superposition).
+    """
     _load_all()
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; known: {', '.join(sorted(EXPERIMENTS))}")
@@ -367,7 +368,10 @@ def get_experiment(name: str) -> Experiment:
 
 
 class ResultError(ValueError):
-    """A stored result file that is missing, truncated, edited or incomplete (names the file)."""
+    """A stored result file that is missing, truncated, edited or incomplete (names the file).
+
+    Introduced in the book: :ref:`sparsification-speed` (chapter regularisation).
+    """
 
 
 def to_json(obj: Any) -> str:
@@ -419,7 +423,10 @@ def checksum(record: dict) -> str:
 
 
 def config_hash(experiment: str, config: Any) -> str:
-    """A short hash of an experiment's name and full config: pieces are reused only under the same one."""
+    """A short hash of an experiment's name and full config: pieces are reused only under the same one.
+
+    Introduced in the book: :doc:`/book/reproduce` (chapter reproduce).
+    """
     text = json.dumps({"experiment": experiment, "config": dataclasses.asdict(config)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -574,10 +581,12 @@ def run_experiment(
     Everything is checked before the first step: the config, the output folder (created and
     test-written), and the estimated peak memory against what the device has free; any problem
     raises ``ValueError``. A run whose loss or weights become NaN or infinite raises
-    :class:`~polybook.train.Diverged` and writes nothing. With ``out``, an experiment made of
+    ``polybook.train.Diverged`` and writes nothing. With ``out``, an experiment made of
     pieces (the widths of ``collisions``) stores each as it finishes under ``out/pieces`` and a
     repeated call reuses them. ``warn`` receives notices (an overwritten result, reused pieces,
     a long paper-scale run on a CPU); by default they go to stderr.
+
+    Introduced in the book: :ref:`sparsification-speed` (chapter regularisation).
     """
     from . import __version__
     from .train import check_fits
@@ -644,6 +653,8 @@ def load_result(path: str | Path) -> dict:
 
     Raises :class:`ResultError` naming the file when it is missing, not valid JSON (truncated),
     lacks a field, or no longer matches its checksum (edited after it was written).
+
+    Introduced in the book: :doc:`/book/reproduce` (chapter reproduce).
     """
     path = Path(path)
     if path.is_dir():
@@ -683,9 +694,11 @@ def stored_result(folder: str, timeout: float = 60.0) -> dict:
 
     A chapter runs beside its results in a clone of the repository (``results/FOLDER`` from the
     notebook's folder, ``book/results/FOLDER`` from the root), but alone in Colab. There the file
-    is downloaded once from :func:`results_url` (the release the setup cell installed) into
+    is downloaded once from ``results_url`` (the release the setup cell installed) into
     ``results/FOLDER/`` and verified by its checksum. Raises :class:`ResultError` naming the URL and
     the command that makes the result when the file is neither here nor downloadable.
+
+    Introduced in the book: :ref:`sparsification-speed` (chapter regularisation).
     """
     import urllib.request
 

@@ -9,11 +9,11 @@ appear only in sensitivity analyses, each with its own threshold:
 
 - the *mass rule* (:func:`polysemantic_neurons_by_mass`): feature ``i`` uses neuron ``k`` when
   ``W_ik^2 >= share * ||W_i||^2`` (threshold ``share = 1/2``); it ignores the size of the weights;
-- the *response rule* (:func:`polysemantic_neurons_by_response`): feature ``i`` uses neuron ``k``
+- the *response rule* (``polysemantic_neurons_by_response``): feature ``i`` uses neuron ``k``
   when the neuron's activation for feature ``i`` alone, ``|W_ik|`` (or ``ReLU(W_ik)`` in a model
   with a ReLU on the hidden layer), exceeds ``threshold = 1/2``; it has no upper end.
 
-:data:`RULES` names all three, and :func:`polysemantic_by_rule` counts with each.
+``RULES`` names all three, and :func:`polysemantic_by_rule` counts with each.
 
 All functions are pure: tensors in, tensors out, nothing modified. A ``W`` holding a NaN or an
 infinity (a diverged run) is refused with a ``ValueError``: a NaN weight fails every comparison,
@@ -29,28 +29,20 @@ from .models import reconstruction_loss
 
 __all__ = [
     "BAND",
-    "finite",
     "band_mask",
     "polysemantic_neurons",
     "polysemantic_neurons_by_mass",
-    "polysemantic_neurons_by_response",
-    "uses_band",
-    "uses_by_mass",
-    "uses_by_response",
-    "shared_neurons",
-    "RULES",
-    "DEFINITION",
     "polysemantic_by_rule",
-    "polysemantic_sign_pattern",
     "winners",
     "winner_initial_rank",
     "fourth_norm",
     "one_hot_share",
     "start_end_overlap",
-    "reconstruction_loss",
 ]
 
 #: The band of the authors' code for a large weight, ``0.8 <= |W_ik| <= 1.2``.
+#:
+#: Introduced in the book: :ref:`superposition-m-equals-n` (chapter superposition).
 BAND = (0.8, 1.2)
 
 
@@ -62,7 +54,10 @@ def finite(W: torch.Tensor, name: str = "W") -> torch.Tensor:
 
 
 def band_mask(W: torch.Tensor, band: tuple[float, float] = BAND) -> torch.Tensor:
-    """Boolean mask of the weights whose magnitude lies in ``band`` (inclusive)."""
+    """Boolean mask of the weights whose magnitude lies in ``band`` (inclusive).
+
+    Introduced in the book: :ref:`superposition-m-equals-n` (chapter superposition).
+    """
     finite(W)
     lo, hi = band
     a = W.abs()
@@ -108,6 +103,8 @@ def polysemantic_neurons(W: torch.Tensor, band: tuple[float, float] = BAND) -> t
 
     This is the band rule of the authors' code (see the module's docstring for the other rules).
 
+    Introduced in the book: :ref:`neurons-not-directions` (chapter superposition).
+
     Returns
     -------
     torch.Tensor
@@ -131,6 +128,8 @@ def polysemantic_neurons_by_mass(W: torch.Tensor, share: float = 0.5) -> torch.T
     >>> W = torch.tensor([[0.3, 0.1], [-0.2, 0.0], [0.0, 2.0]])  # small weights, same pattern
     >>> int(polysemantic_neurons_by_mass(W)), int(polysemantic_neurons(W))
     (1, 0)
+
+    Introduced in the book: :ref:`neurons-not-directions` (chapter superposition).
     """
     return shared_neurons(uses_by_mass(W, share))
 
@@ -156,7 +155,10 @@ DEFINITION = "band"
 
 
 def polysemantic_by_rule(W: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Counts of polysemantic neurons under each rule of :data:`RULES`, at their default thresholds."""
+    """Counts of polysemantic neurons under each rule of ``RULES``, at their default thresholds.
+
+    Introduced in the book: :ref:`verdict-noise-poly` (chapter noise).
+    """
     return {
         "band": polysemantic_neurons(W),
         "mass": polysemantic_neurons_by_mass(W),
@@ -183,7 +185,10 @@ def polysemantic_sign_pattern(W: torch.Tensor, band: tuple[float, float] = BAND)
 
 
 def winners(W: torch.Tensor) -> torch.Tensor:
-    """The neuron with the largest ``|W_ik|`` for each feature, shape ``W.shape[:-1]``."""
+    """The neuron with the largest ``|W_ik|`` for each feature, shape ``W.shape[:-1]``.
+
+    Introduced in the book: :ref:`sensitivity` (chapter collisions).
+    """
     return finite(W).abs().argmax(dim=-1)
 
 
@@ -193,6 +198,8 @@ def winner_initial_rank(W_start: torch.Tensor, W_end: torch.Tensor) -> torch.Ten
     0 means the final winner was the initial arg-max of ``|W_ik|`` (the "initial leader wins"
     story), 1 the runner-up, and so on. ``(rank == 0).float().mean()`` is the fraction of
     features won by their initial leader, ``(rank < 3)`` the fraction won from the initial top 3.
+
+    Introduced in the book: :ref:`verdict-noise-poly` (chapter noise).
 
     Examples
     --------
@@ -211,6 +218,8 @@ def fourth_norm(W: torch.Tensor) -> torch.Tensor:
     """Sparsity of each encoding: ``sum_k W_ik^4``, shape ``W.shape[:-1]``.
 
     It is 1 for a one-hot unit encoding and about ``3/m`` for a dense random unit encoding.
+
+    Introduced in the book: :ref:`verdict-noise-poly` (chapter noise).
     """
     return finite(W).pow(4).sum(dim=-1)
 
@@ -222,10 +231,15 @@ def one_hot_share(W: torch.Tensor, tol: float = 1e-3) -> torch.Tensor:
 
     >>> one_hot_share(torch.tensor([[1.0, 0.0], [0.5, 0.5]])).item()
     0.5
+
+    Introduced in the book: :ref:`sharing-cost` (chapter cooccurrence).
     """
     return ((finite(W).abs() > tol).sum(dim=-1) == 1).double().mean(dim=-1)
 
 
 def start_end_overlap(W_start: torch.Tensor, W_end: torch.Tensor) -> torch.Tensor:
-    """``W_start W_end^T``: entry ``[i, j]`` is the overlap of initial encoding ``i`` with final ``j``."""
+    """``W_start W_end^T``: entry ``[i, j]`` is the overlap of initial encoding ``i`` with final ``j``.
+
+    Introduced in the book: :ref:`leaders-to-winners` (chapter collisions).
+    """
     return W_start @ W_end.transpose(-1, -2)

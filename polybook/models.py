@@ -25,7 +25,7 @@ import math
 
 import torch
 
-__all__ = ["init_weights", "reconstruction", "reconstruction_loss", "loss_and_grad"]
+__all__ = ["init_weights", "reconstruction_loss", "loss_and_grad"]
 
 
 def init_weights(
@@ -40,6 +40,8 @@ def init_weights(
 
     The draw happens on the CPU with its own generator, so the same seed gives the same
     initial weights on every device.
+
+    Introduced in the book: :doc:`/book/regularisation` (chapter regularisation).
 
     Parameters
     ----------
@@ -98,6 +100,8 @@ def reconstruction_loss(
 
     With ``interference=False`` only the diagonal terms ``(1 - ReLU(W_i . W_i))^2`` count: each
     feature is reconstructed as if the other features did not exist.
+
+    Introduced in the book: :doc:`/book/regularisation` (chapter regularisation).
     """
     Y = reconstruction(W, noise)
     eye = torch.eye(W.shape[-2], dtype=W.dtype, device=W.device)
@@ -118,6 +122,8 @@ def loss_and_grad(
     With ``P = H W^T`` (``H = W + xi``), ``E = I - ReLU(P)`` and ``D = -2 E * [P > 0]`` the
     gradient is ``D W + D^T H``; without noise ``P`` and ``D`` are symmetric and it is ``2 D W``.
     The L1 term adds ``l1 * sign(W)``.
+
+    Introduced in the book: :doc:`/book/regularisation` (chapter regularisation).
 
     Returns
     -------

@@ -7,13 +7,13 @@ by ``W_i + xi_i``, where ``xi_i`` has independent coordinates of mean 0, standar
     ReLU(a + Z),   a = W_j . W_i,   Z = W_j . xi_i,
 
 and everything the noise does to the expected loss goes through the law of ``Z``. Its cumulants
-are exact and simple (:func:`projection_cumulants`): variance ``sigma^2 ||W_j||_2^2``, fourth
+are exact and simple (``projection_cumulants``): variance ``sigma^2 ||W_j||_2^2``, fourth
 cumulant ``kappa sigma^4 sum_k W_jk^4``. The last one is where the fourth norm, and so the shape
 of the noise, enters; :func:`relu_sq_edgeworth` is the expected squared ReLU to first order in
 it, :func:`relu_sq_bernoulli_exact` and :func:`relu_sq_monte_carlo` are the references it is
 tested against.
 
-:func:`train_together` trains several SGD configurations that differ in noise kind, ``sigma``,
+``train_together`` trains several SGD configurations that differ in noise kind, ``sigma``,
 sharing, learning rate or seed as one batched program (the model is so small that one step is
 mostly Python overhead), each exactly as :func:`polybook.train` would. The ``noise`` experiment
 (``python -m polybook run noise``, the paper's ``n = 8``) and the ``noise_width`` experiment
@@ -51,27 +51,21 @@ from .train import CHECK_EVERY, TrainConfig, TrainResult, check_finite, one_cpu_
 __all__ = [
     "EXCESS_KURTOSIS",
     "FAMILIES",
-    "noise_moments",
-    "sample_moments",
-    "projection_cumulants",
     "relu_sq_gaussian",
     "relu_sq_edgeworth",
     "relu_sq_bernoulli_exact",
     "relu_sq_monte_carlo",
-    "train_together",
-    "log_steps",
-    "mean_fourth_norm",
-    "NoiseConfig",
-    "run_noise",
-    "NoiseWidthConfig",
-    "run_noise_width",
     "explorer_figure",
 ]
 
-#: Excess kurtosis ``E[xi^4] / sigma^4 - 3`` of each noise kind of :func:`polybook.train.sample_noise`.
+#: Excess kurtosis ``E[xi^4] / sigma^4 - 3`` of each noise kind of ``polybook.train.sample_noise``.
+#:
+#: Introduced in the book: :doc:`/book/noise` (chapter noise).
 EXCESS_KURTOSIS = {"bernoulli": -2.0, "uniform": -1.2, "gaussian": 0.0, "laplace": 3.0}
 
 #: The noise kinds, in order of excess kurtosis.
+#:
+#: Introduced in the book: :doc:`/book/noise` (chapter noise).
 FAMILIES = tuple(EXCESS_KURTOSIS)
 
 
@@ -150,7 +144,10 @@ def _Phi(x: np.ndarray) -> np.ndarray:
 
 
 def relu_sq_gaussian(a: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """``E[ReLU(a + Z)^2]`` for ``Z ~ N(0, s^2)``: ``(a^2 + s^2) Phi(a/s) + a s phi(a/s)`` (exact)."""
+    """``E[ReLU(a + Z)^2]`` for ``Z ~ N(0, s^2)``: ``(a^2 + s^2) Phi(a/s) + a s phi(a/s)`` (exact).
+
+    Introduced in the book: :ref:`verdict-noise-n` (chapter noise).
+    """
     a, s = np.asarray(a, dtype=float), np.asarray(s, dtype=float)
     u = a / s
     return (a * a + s * s) * _Phi(u) + a * s * _phi(u)
@@ -169,6 +166,8 @@ def relu_sq_edgeworth(a: np.ndarray, w: np.ndarray, kind: str, sigma: float) -> 
     ``sum_k w_k^4`` enters at this order. It is exact for Gaussian noise and an approximation
     otherwise (good when ``w`` is spread over many neurons, poor when it is nearly one-hot).
 
+    Introduced in the book: :doc:`/book/noise` (chapter noise).
+
     Parameters
     ----------
     a : array
@@ -184,6 +183,8 @@ def relu_sq_edgeworth(a: np.ndarray, w: np.ndarray, kind: str, sigma: float) -> 
 
 def relu_sq_bernoulli_exact(a: np.ndarray, w: np.ndarray, sigma: float) -> np.ndarray:
     """``E[ReLU(a + w . xi)^2]`` for Bernoulli noise, exactly, by summing over all ``2^m`` signs.
+
+    Introduced in the book: :doc:`/book/noise` (chapter noise).
 
     Parameters
     ----------
@@ -207,6 +208,8 @@ def relu_sq_monte_carlo(
     a: np.ndarray, w: np.ndarray, kind: str, sigma: float, samples: int = 200_000, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Monte-Carlo estimate of ``E[ReLU(a + w . xi)^2]`` and its standard error.
+
+    Introduced in the book: :doc:`/book/noise` (chapter noise).
 
     Parameters
     ----------
@@ -695,6 +698,8 @@ def explorer_figure(family: str = "bernoulli", sigma: float = 0.1, steps: int = 
 
     Left: the average fourth norm of every instance over training (log-log), with the mean in
     bold. Right: the final weights of the first instance, rows sorted by their strongest neuron.
+
+    Introduced in the book: :doc:`/book/noise` (chapter noise).
 
     Returns
     -------

@@ -14,6 +14,8 @@ import numpy as np
 __all__ = ["PALETTE", "WEIGHT_CMAP", "use_style", "weight_heatmap"]
 
 #: Fixed colours for recurring roles (colour-blind-safe Okabe-Ito hues).
+#:
+#: Introduced in the book: :ref:`superposition-geometry` (chapter superposition).
 PALETTE = {
     "measured": "#0072B2",  # blue: what the model did
     "theory": "#000000",  # black: a formula
@@ -29,11 +31,16 @@ PALETTE = {
 }
 
 #: Colormap for weights and overlaps (red positive, blue negative, white zero).
+#:
+#: Introduced in the book: :ref:`leaders-to-winners` (chapter collisions).
 WEIGHT_CMAP = "RdBu_r"
 
 
 def use_style() -> None:
-    """Set the book's matplotlib defaults (sizes for a laptop screen, light grid, no top/right spines)."""
+    """Set the book's matplotlib defaults (sizes for a laptop screen, light grid, no top/right spines).
+
+    Introduced in the book: :doc:`/book/superposition` (chapter superposition).
+    """
     mpl.rcParams.update(
         {
             "figure.figsize": (6.4, 4.0),
@@ -65,6 +72,8 @@ def weight_heatmap(ax: plt.Axes, W, title: str | None = None, vmax: float | None
     """Draw an ``(n, m)`` weight matrix with a symmetric diverging colour scale.
 
     Rows are features (``i``), columns neurons (``k``). Returns the image.
+
+    Introduced in the book: :ref:`neurons-not-directions` (chapter superposition).
     """
     W = np.asarray(W)
     vmax = float(np.abs(W).max()) if vmax is None else vmax

@@ -5,17 +5,17 @@ Three pieces of science for the chapter ``book/prevention.ipynb``:
 - **the width price** (:func:`width_needed`): the smallest ``m`` at which the idealised birthday
   expectation of polysemantic neurons (:func:`polybook.theory.expected_polysemantic_exact`) drops
   below a target, and what that width costs in parameters and training flops against ``m = n``;
-- **interventions at fixed width** (:data:`INTERVENTIONS`, :func:`train_intervention`, the
+- **interventions at fixed width** (``INTERVENTIONS``, ``train_intervention``, the
   ``interventions`` experiment): the paper's L1 setting changed in one respect at a time
   (initialisation, optimiser, L1 strength or schedule, weight decay, width then pruning,
   resampling of shared neurons), each trained from the same initial weights where the change
   leaves the initialisation alone, so that differences from the baseline are paired;
-- **telling incidental from necessary** (:func:`shared_pairs`, :func:`seed_consistency`,
+- **telling incidental from necessary** (``shared_pairs``, :func:`seed_consistency`,
   :func:`pair_test_power`): the pairs of features that share a neuron, how many of them two
   seeds have in common, and that overlap's null distribution when feature labels are permuted.
 
 Training uses :func:`polybook.train` where it fits; an L1 warm-up and resampling need a change
-*during* training, so :func:`train_schedule` is the same loop (same loss, gradient and optimiser;
+*during* training, so ``train_schedule`` is the same loop (same loss, gradient and optimiser;
 it reproduces :func:`polybook.train` exactly when neither is switched on) with those two hooks.
 """
 
@@ -39,20 +39,9 @@ from .train import CHECK_EVERY, TrainConfig, _optimizer, check_finite, resolve_d
 __all__ = [
     "width_needed",
     "width_price",
-    "Intervention",
-    "INTERVENTIONS",
-    "initial_weights",
-    "train_schedule",
-    "resample_shared",
-    "train_intervention",
-    "InterventionsConfig",
-    "run_interventions",
-    "replay_interventions",
-    "intervention_rows",
-    "shared_pairs",
-    "pair_overlap",
     "seed_consistency",
     "pair_test_power",
+    "intervention_rows",
     "plot_tradeoff",
     "explorer_figure",
     "explorer",
@@ -70,6 +59,8 @@ def width_needed(n: int, target: float = 1.0, per_feature: bool = False) -> int:
     :func:`polybook.theory.expected_polysemantic_exact`, which falls with ``m``; about
     ``n^2 / (4 target)`` for a count, about ``n / (4 target)`` for a share. (Below ``m = n`` the count
     is capped by ``m`` itself, so tiny widths also have small counts; from ``m = n`` on it falls.)
+
+    Introduced in the book: :ref:`width-price` (chapter prevention).
 
     Examples
     --------
@@ -100,6 +91,8 @@ def width_price(n: int, m: int) -> dict:
 
     >>> width_price(32, 256)
     {'params': 8192, 'params_ratio': 8.0, 'flops_per_step': 1048576, 'flops_ratio': 8.0}
+
+    Introduced in the book: :ref:`width-price` (chapter prevention).
     """
     check.integer("n", n)
     check.integer("m", m)
@@ -374,6 +367,8 @@ def seed_consistency(pairs: list, n: int, permutations: int = 2000, seed: int = 
     >>> r = seed_consistency([[(0, 1)], [(0, 1)], [(0, 1)]], n=10, permutations=200)
     >>> r["observed"], r["p"] < 0.05
     (1.0, True)
+
+    Introduced in the book: :ref:`detect` (chapter prevention).
     """
     check.integer("n", n, minimum=2)
     check.integer("permutations", permutations)
@@ -406,6 +401,8 @@ def pair_test_power(pairs: list, n: int, alpha: float = 0.05, permutations: int 
 
     >>> pair_test_power([[(0, 1)], [(0, 1)], [(2, 3)]], n=10, permutations=200)["rejected"]
     0.3333333333333333
+
+    Introduced in the book: :ref:`detect` (chapter prevention).
     """
     check.number("alpha", alpha, 0.0, strict=True, maximum=1.0)
     rng = np.random.default_rng(seed)
@@ -550,6 +547,8 @@ def intervention_rows(record: dict) -> list[dict]:
     ``one_hot`` (mean share), ``paired`` (whether the instances start from the baseline's weights),
     ``d_count``, ``d_count_se``, ``d_loss``, ``d_loss_se`` (intervention minus baseline; paired
     differences when ``paired``, else independent samples).
+
+    Introduced in the book: :ref:`interventions` (chapter prevention).
     """
     res = record.get("results", record)
     base = res["interventions"][0]
@@ -585,6 +584,8 @@ def plot_tradeoff(axes, rows, highlight=()) -> None:
 
     Points carry their position in ``rows`` as a label (the chapter's table numbers its rows the same
     way); on the compute panel only points away from the baseline's compute are labelled.
+
+    Introduced in the book: :ref:`interventions` (chapter prevention).
     """
     for ax, key, xlabel in ((axes[0], "loss", "final reconstruction loss (mean $\\pm$ s.e.)"),
                             (axes[1], "flops_ratio", "training flops / baseline")):
@@ -606,6 +607,8 @@ def explorer_figure(name: str = "resample", n: int = 32, m: int = 128, instances
     """Train the baseline and intervention ``name`` from the same seed; draw their counts and losses.
 
     Returns the figure and ``(baseline counts, intervention counts)``.
+
+    Introduced in the book: :doc:`/book/prevention` (chapter prevention).
     """
     import matplotlib.pyplot as plt
 
@@ -630,6 +633,8 @@ def explorer(name: str = "resample", n: int = 32, m: int = 128, instances: int =
     """A menu of interventions and sliders for ``n`` and ``m``; "Train" redraws :func:`explorer_figure`.
 
     Only in a live kernel (Colab, Jupyter).
+
+    Introduced in the book: :doc:`/book/prevention` (chapter prevention).
     """
     import ipywidgets as widgets
     import matplotlib.pyplot as plt

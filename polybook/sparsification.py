@@ -50,23 +50,12 @@ from .train import TrainConfig, train, train_memory_bytes
 __all__ = [
     "forces",
     "initial_magnitudes",
-    "Trajectory",
     "simulate_euler",
-    "affine_step",
     "simulate_affine",
     "paper_survivors",
     "paper_l1",
-    "relative_variance_of_excess",
-    "ThresholdPrediction",
     "threshold_prediction",
-    "training_summary",
-    "SparsificationConfig",
-    "run_sparsification",
     "dominance",
-    "WinnersConfig",
-    "winner_record",
-    "run_winners",
-    "winners_of",
 ]
 
 
@@ -75,6 +64,8 @@ __all__ = [
 
 def forces(W: torch.Tensor, l1: float = 0.0) -> dict[str, torch.Tensor]:
     """The three forces on every encoding, for the package loss (their sum is minus the gradient).
+
+    Introduced in the book: :doc:`/book/regularisation` (chapter regularisation).
 
     Parameters
     ----------
@@ -114,7 +105,10 @@ def forces(W: torch.Tensor, l1: float = 0.0) -> dict[str, torch.Tensor]:
 
 
 def initial_magnitudes(m: int, c: float = 0.9, seed: int = 0) -> np.ndarray:
-    """``|w_k(0)|`` for ``w_k(0) ~ N(0, c^2/m)``, ``k < m``, as float64 (the paper's simulation start)."""
+    """``|w_k(0)|`` for ``w_k(0) ~ N(0, c^2/m)``, ``k < m``, as float64 (the paper's simulation start).
+
+    Introduced in the book: :ref:`sparsification-speed` (chapter regularisation).
+    """
     check.integer("m", m)
     check.number("c", c, 0.0, strict=True)
     w = np.random.default_rng(seed).standard_normal(m)
@@ -170,6 +164,8 @@ def simulate_euler(w0: np.ndarray, lam: float, dt: float, steps: int) -> Traject
 
     A weight is dropped for good as soon as a step takes it to zero or below. Costs ``O(m')``
     per step.
+
+    Introduced in the book: :ref:`sparsification-speed` (chapter regularisation).
 
     Parameters
     ----------
@@ -228,6 +224,8 @@ def simulate_affine(w0: np.ndarray, lam: float, dt: float, steps: int) -> Trajec
 
     Parameters and returns as :func:`simulate_euler`.
 
+    Introduced in the book: :ref:`sparsification-speed` (chapter regularisation).
+
     Examples
     --------
     >>> w0 = np.array([0.8, 0.3, 0.1])
@@ -276,12 +274,18 @@ def simulate_affine(w0: np.ndarray, lam: float, dt: float, steps: int) -> Trajec
 
 
 def paper_survivors(t, m: int, lam: float) -> np.ndarray:
-    """The paper's prediction ``m'(t) = 1 / (1/sqrt(m) + lam t)^2``."""
+    """The paper's prediction ``m'(t) = 1 / (1/sqrt(m) + lam t)^2``.
+
+    Introduced in the book: :ref:`sparsification-speed` (chapter regularisation).
+    """
     return 1.0 / (1.0 / math.sqrt(m) + lam * np.asarray(t, dtype=np.float64)) ** 2
 
 
 def paper_l1(t, m: int, lam: float) -> np.ndarray:
-    """The paper's prediction ``||w||_1(t) = 1 / (1/sqrt(m) + lam t)``."""
+    """The paper's prediction ``||w||_1(t) = 1 / (1/sqrt(m) + lam t)``.
+
+    Introduced in the book: :ref:`sparsification-speed` (chapter regularisation).
+    """
     return 1.0 / (1.0 / math.sqrt(m) + lam * np.asarray(t, dtype=np.float64))
 
 
@@ -334,6 +338,8 @@ def threshold_prediction(t, m: int, lam: float, c: float = 0.9, grid: int = 4000
     ``1 - ||w||_2^2 = lam ||w||_1`` fixes ``A`` for each ``B``, and ``dB/dt = lam / A`` gives
     ``t(B) = (1 / lam) int_0^B A dB'``. The short initial transient in which the norm first
     reaches balance is ignored.
+
+    Introduced in the book: :ref:`sparsification-speed` (chapter regularisation).
 
     Parameters
     ----------
@@ -547,6 +553,8 @@ def dominance(W: torch.Tensor) -> torch.Tensor:
     """Share of each encoding's squared norm on its largest weight, ``max_k W_ik^2 / ||W_i||^2``.
 
     1 for a one-hot encoding; a feature counts as settled on one neuron when it exceeds 0.9.
+
+    Introduced in the book: :ref:`verdict-wta` (chapter regularisation).
     """
     sq = W * W
     return sq.max(-1).values / sq.sum(-1).clamp_min(torch.finfo(W.dtype).tiny)

@@ -37,36 +37,34 @@ from .train import CHECK_EVERY, check_finite, resolve_device
 from .metrics import uses_by_response
 
 __all__ = [
+    "REPRESENTED",
     "SuperpositionConfig",
-    "SuperpositionResult",
     "train_superposition",
-    "sample_batch",
-    "importances",
-    "forward",
     "feature_norms",
     "represented",
     "superposition",
     "dimensions_per_feature",
     "feature_dimensionality",
-    "angles",
     "neighbour_angles",
-    "features_per_neuron",
     "neuron_census",
     "effective_neurons",
     "expected_shared_winners",
     "plot_phase_change",
     "plot_directions",
     "explore",
-    "run_superposition",
 ]
 
 #: A feature counts as *represented* when its direction has norm above this (Elhage et al.).
+#:
+#: Introduced in the book: :ref:`superposition-phase-change` (chapter superposition).
 REPRESENTED = 0.5
 
 
 @dataclass(frozen=True)
 class SuperpositionConfig:
     """Everything that defines a batch of toy models of superposition.
+
+    Introduced in the book: :ref:`superposition-geometry` (chapter superposition).
 
     Parameters
     ----------
@@ -270,6 +268,8 @@ def train_superposition(
     Initial weights are Xavier-normal, ``N(0, 2 / (n + m))``, drawn on the CPU from the seed;
     biases start at 0.
 
+    Introduced in the book: :ref:`superposition-phase-change` (chapter superposition).
+
     Examples
     --------
     >>> cfg = SuperpositionConfig(n=6, m=2, sparsity=(0.0, 0.9), steps=10, batch_size=8)
@@ -329,7 +329,10 @@ def _loop(cfg, W, b, imp, sparsity, opt, gen, losses, progress, desc) -> None:
 
 
 def feature_norms(W: torch.Tensor) -> torch.Tensor:
-    """``||W_i||`` for every feature, shape ``W.shape[:-1]``."""
+    """``||W_i||`` for every feature, shape ``W.shape[:-1]``.
+
+    Introduced in the book: :ref:`superposition-phase-change` (chapter superposition).
+    """
     return W.norm(dim=-1)
 
 
@@ -338,6 +341,8 @@ def represented(W: torch.Tensor, threshold: float = REPRESENTED) -> torch.Tensor
 
     >>> int(represented(torch.tensor([[1.0, 0.0], [0.3, 0.3], [0.0, 0.9]])))
     2
+
+    Introduced in the book: :ref:`superposition-phase-change` (chapter superposition).
     """
     return (feature_norms(W) > threshold).sum(dim=-1)
 
@@ -350,6 +355,8 @@ def superposition(W: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
     >>> superposition(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])).tolist()
     [0.0, 1.0, 1.0]
+
+    Introduced in the book: :ref:`superposition-phase-change` (chapter superposition).
     """
     unit = W / W.norm(dim=-1, keepdim=True).clamp_min(eps)
     overlap = unit @ W.transpose(-1, -2)  # (..., n, n): [i, j] = W_i_hat . W_j
@@ -361,6 +368,8 @@ def dimensions_per_feature(W: torch.Tensor) -> torch.Tensor:
     """``m / ||W||_F^2``: hidden dimensions per (norm-weighted) feature, shape ``W.shape[:-2]``.
 
     1 when ``m`` features each own a dimension; ``2/5`` for a pentagon of 5 unit features in 2D.
+
+    Introduced in the book: :ref:`superposition-geometry` (chapter superposition).
     """
     return W.shape[-1] / (W**2).sum(dim=(-1, -2))
 
@@ -370,6 +379,8 @@ def feature_dimensionality(W: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
     1 for a feature with a dimension of its own, 1/2 for one of an antipodal pair, 2/5 in a
     regular pentagon; near 0 for a feature that is not represented. Shape ``W.shape[:-1]``.
+
+    Introduced in the book: :ref:`superposition-geometry` (chapter superposition).
     """
     norm2 = (W**2).sum(dim=-1)
     unit = W / W.norm(dim=-1, keepdim=True).clamp_min(eps)
@@ -392,6 +403,8 @@ def neighbour_angles(W: torch.Tensor, threshold: float = REPRESENTED) -> torch.T
     >>> W = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, 0.1]])
     >>> neighbour_angles(W).tolist()
     [90.0, 90.0, 180.0]
+
+    Introduced in the book: :ref:`superposition-geometry` (chapter superposition).
     """
     if W.dim() != 2 or W.shape[-1] != 2:
         raise ValueError(f"W must have shape (n, 2), got {tuple(W.shape)}")
@@ -421,10 +434,12 @@ def features_per_neuron(W: torch.Tensor, threshold: float = REPRESENTED) -> torc
 def neuron_census(W: torch.Tensor, threshold: float = REPRESENTED) -> torch.Tensor:
     """Neurons that respond to no feature, to one, and to two or more: shape ``W.shape[:-2] + (3,)``.
 
-    Uses :func:`features_per_neuron` (``W_ik > threshold``).
+    Uses ``features_per_neuron`` (``W_ik > threshold``).
 
     >>> neuron_census(torch.tensor([[0.9, 0.0, 0.0], [0.7, -0.8, 0.0], [0.1, 1.0, 0.0]])).tolist()
     [1, 1, 1]
+
+    Introduced in the book: :ref:`neurons-not-directions` (chapter superposition).
     """
     k = features_per_neuron(W, threshold)
     return torch.stack([(k == 0).sum(-1), (k == 1).sum(-1), (k >= 2).sum(-1)], dim=-1)
@@ -439,6 +454,8 @@ def effective_neurons(W: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
 
     >>> effective_neurons(torch.tensor([[1.0, 0.0, -3.0], [0.7, 0.7, 0.0], [-1.0, 0.0, 0.0]])).tolist()
     [1.0, 2.0, 0.0]
+
+    Introduced in the book: :ref:`neurons-not-directions` (chapter superposition).
     """
     p2 = torch.relu(W) ** 2
     s2 = p2.sum(dim=-1)
@@ -455,6 +472,8 @@ def expected_shared_winners(n: int, m: int) -> float:
 
     >>> round(expected_shared_winners(20, 20), 3)
     5.283
+
+    Introduced in the book: :ref:`superposition-m-equals-n` (chapter superposition).
     """
     check.integer("n", n)
     check.integer("m", m)
@@ -471,6 +490,8 @@ def plot_phase_change(W: torch.Tensor, sparsity, fig=None, superposition_max: fl
     ``W`` is ``(levels, n, m)``; bars of represented features are coloured by
     :func:`superposition` (dark: the feature has a dimension of its own; bright: it shares its
     direction), the others are grey. Returns the figure.
+
+    Introduced in the book: :ref:`superposition-phase-change` (chapter superposition).
     """
     import matplotlib.pyplot as plt
 
@@ -511,7 +532,10 @@ def plot_phase_change(W: torch.Tensor, sparsity, fig=None, superposition_max: fl
 
 
 def plot_directions(ax, W: torch.Tensor, title: str | None = None) -> None:
-    """Draw the rows of one ``(n, 2)`` matrix as arrows from the origin, one colour per feature."""
+    """Draw the rows of one ``(n, 2)`` matrix as arrows from the origin, one colour per feature.
+
+    Introduced in the book: :ref:`superposition-geometry` (chapter superposition).
+    """
     import matplotlib.pyplot as plt
 
     W = torch.as_tensor(W)
@@ -546,6 +570,8 @@ def explore(density: float = 0.1, importance_decay: float = 0.7, *, n: int = 20,
 
     Results are cached, so moving a slider back to a setting already seen is instant. Returns
     ``(figure, number of represented features)``.
+
+    Introduced in the book: :doc:`/book/superposition` (chapter superposition).
     """
     if not 0 < density <= 1:
         check.fail("density", density, "a number in (0, 1]")

@@ -19,7 +19,6 @@ __all__ = [
     "expected_colliding_pairs",
     "expected_polysemantic_exact",
     "simulate_collisions",
-    "collision_counts",
 ]
 
 
@@ -39,6 +38,8 @@ def _check_nm(n: int, m: int) -> tuple[int, int]:
 def predicted_polysemantic(n: int, m: int) -> float:
     """The paper's estimate ``n^2 / (4m)`` of the number of polysemantic neurons.
 
+    Introduced in the book: :ref:`birthday` (chapter collisions).
+
     Examples
     --------
     >>> predicted_polysemantic(256, 1024)
@@ -49,7 +50,10 @@ def predicted_polysemantic(n: int, m: int) -> float:
 
 
 def expected_colliding_pairs(n: int, m: int) -> float:
-    """Exact expected number of feature pairs sharing a winner: ``C(n, 2) / m`` (about ``n^2/(2m)``)."""
+    """Exact expected number of feature pairs sharing a winner: ``C(n, 2) / m`` (about ``n^2/(2m)``).
+
+    Introduced in the book: :ref:`birthday` (chapter collisions).
+    """
     n, m = _check_nm(n, m)
     return n * (n - 1) / 2 / m
 
@@ -66,6 +70,8 @@ def expected_polysemantic_exact(n: int, m: int) -> float:
     ``p = 1 - 1/(2m)`` and ``1 - 1/m = p^2 - 1/(4m^2)`` it equals
     ``(1 - p^n)^2 + p^(2n) [(1 - 1/(4 m^2 p^2))^n - 1]``, two terms computed with ``log1p`` and
     ``expm1`` to full relative precision, whose sum cancels by at most a factor of about 2.
+
+    Introduced in the book: :ref:`superposition-m-equals-n` (chapter superposition).
 
     Examples
     --------
@@ -87,6 +93,8 @@ def expected_polysemantic_exact(n: int, m: int) -> float:
 
 def simulate_collisions(n: int, m: int, trials: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
     """Brute force the idealisation: random winners and signs, ``trials`` times.
+
+    Introduced in the book: :ref:`birthday` (chapter collisions).
 
     Returns
     -------

@@ -29,10 +29,7 @@ from tqdm.auto import tqdm
 from . import _validate as check
 from .models import init_weights, loss_and_grad
 
-__all__ = [
-    "TrainConfig", "TrainResult", "train", "resolve_device", "device_report", "sample_noise", "Diverged",
-    "train_memory_bytes", "available_memory_bytes", "check_fits", "NOISE_KINDS", "OPTIMIZERS",
-]
+__all__ = ["TrainConfig", "device_report", "train"]
 
 #: The hidden-layer noise distributions (``"none"`` switches noise off).
 NOISE_KINDS = ("none", "bernoulli", "uniform", "gaussian", "laplace")
@@ -65,6 +62,8 @@ class Diverged(RuntimeError):
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run of the tied ReLU autoencoder.
+
+    Introduced in the book: :doc:`/book/regularisation` (chapter regularisation).
 
     Parameters
     ----------
@@ -191,7 +190,10 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def device_report(device: str = "auto") -> str:
-    """One line naming the device that ``device`` resolves to (what a chapter's setup cell prints)."""
+    """One line naming the device that ``device`` resolves to (what a chapter's setup cell prints).
+
+    Introduced in the book: :doc:`/book/superposition` (chapter superposition).
+    """
     dev = resolve_device(device)
     if dev.type == "cuda":
         return f"polybook will train on: cuda ({torch.cuda.get_device_name(dev)})"
@@ -349,6 +351,8 @@ def train(
 ) -> TrainResult:
     """Train ``config.instances`` tied ReLU autoencoders at once.
 
+    Introduced in the book: :doc:`/book/regularisation` (chapter regularisation).
+
     Parameters
     ----------
     config : TrainConfig
@@ -364,7 +368,7 @@ def train(
         ``(instances, m)`` booleans: the neurons that exist in each instance. Masked columns of
         ``W`` start at zero and never move (their gradient is zeroed), so an instance with ``m'``
         unmasked neurons trains exactly like a model of width ``m'``. This lets models of several
-        widths share one batched program (see :func:`polybook.sweep.train_widths`).
+        widths share one batched program (see ``polybook.sweep.train_widths``).
     device : {"auto", "cpu", "cuda", "mps"}
     progress : bool
         Show a tqdm progress bar on stderr.
@@ -379,9 +383,9 @@ def train(
     ------
     ValueError
         Bad shapes or snapshot steps, or a run whose estimated peak memory
-        (:func:`train_memory_bytes`) exceeds what the device has free.
+        (``train_memory_bytes``) exceeds what the device has free.
     Diverged
-        The loss or the weights became NaN or infinite (checked every :data:`CHECK_EVERY` steps).
+        The loss or the weights became NaN or infinite (checked every ``CHECK_EVERY`` steps).
 
     Examples
     --------

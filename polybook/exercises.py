@@ -2,13 +2,14 @@
 
 Each chapter asks the reader to write a few key functions. ``check(name, fn)`` calls ``fn`` on a
 fixed set of random cases (the same on every run, smallest first), calls the package's own
-implementation on the same inputs, and prints one line: a pass, the first case where the two
+implementation on the same inputs, and prints its verdict: a pass, the first case where the two
 differ with a hint, or that the exercise is not solved yet (the exercise cell still raises
 ``NotImplementedError``). It never raises, so a notebook with unsolved exercises runs to the end.
 
 >>> from polybook import exercises as ex
 >>> ex.check("expected_polysemantic", lambda n, m: n * n / (4 * m))  # doctest: +ELLIPSIS
-✗ expected_polysemantic(n=1, m=1) returned 0.25, expected 0.0...
+✗ expected_polysemantic(n=1, m=1) returned 0.25, expected 0.
+  Hint: a neuron misses every positive feature ...
 >>> def todo(n, m):
 ...     raise NotImplementedError
 >>> ex.check("expected_polysemantic", todo)
@@ -179,6 +180,8 @@ def check(name: str, fn: Callable) -> None:
     The cases are random but fixed, smallest first; the first case where ``fn`` and the package
     disagree is printed with a hint. An exercise cell that still raises ``NotImplementedError``
     prints "not solved yet" instead of a traceback.
+
+    Introduced in the book: :doc:`/book/superposition` (chapter superposition).
     """
     print(verdict(name, fn).message)
 

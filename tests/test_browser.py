@@ -104,20 +104,6 @@ RAW_TEX_JS = r"""
 }
 """
 
-# Raw TeX the check found in the chapters' own text when it was written, left for the chapters'
-# owners to fix (the notebooks are theirs): page -> starts of the blocks it sits in. Anything else
-# raw on these pages still fails, and so does an entry that no longer matches (then delete it).
-KNOWN_RAW_TEX = {
-    # glue("n_best", ...) and glue("n_wide_points", ...) hold "$n = 128$"-style strings, and
-    # {glue:text} inserts them as plain text, which no maths parser sees.
-    "book/collisions": ("Which curve.", "A shortfall at large m."),
-    # Markdown cell "**1. Without the ReLU ...": a line of "$\mathbb{E}(\delta_{ij}" ... "$" wraps
-    # before "- a_{ij}", so the "- " opens a list item and splits the maths; the $ pairs then flip.
-    "book/noise": ("1. Without the ReLU the shape is invisible.", "a_{ij} - Z_{ij})^2"),
-    # glue("beyond_list", ...) holds "$n = 16$, $m = 256$: ..." shown with {glue:text}.
-    "book/prevention": ("The baseline of this chapter",),
-}
-
 # Images without a description: no alt attribute, an empty one, or one that only names the file
 # (equal to the src, to its file name, or a path or file name such as "figure.png"). No image is
 # exempt: the theme shows no logo here (``logo: ""``) and its icons are Font Awesome glyphs, not
@@ -197,11 +183,7 @@ def check_every_page(page, page_name: str) -> None:
     # Fails when any text a reader sees still holds TeX: a title or toc entry with $...$ that was
     # not typeset, an equation MathJax could not render, TeX glued into prose as plain text.
     raw = page.evaluate(RAW_TEX_JS)
-    known = KNOWN_RAW_TEX.get(page_name, ())
-    unknown = [hit for hit in raw if not hit["block"].startswith(known)]
-    assert not unknown, f"raw TeX left in the page text: {unknown}"
-    fixed = [block for block in known if not any(hit["block"].startswith(block) for hit in raw)]
-    assert not fixed, f"no raw TeX left in these blocks any more, delete them from KNOWN_RAW_TEX: {fixed}"
+    assert not raw, f"raw TeX left in the page text: {raw}"
 
     # Fails when an image has no alt text or one that is only its file name or path.
     undescribed = page.evaluate(MISSING_ALT_JS)

@@ -78,6 +78,7 @@ __all__ = [
     "markdown_table",
     "birthday_figure",
     "birthday_explorer",
+    "SlopeFit",
 ]
 
 #: The command that writes the paper-scale sweep where the chapter looks for it (needs a GPU).
@@ -150,7 +151,10 @@ def count_stats(counts) -> dict[str, np.ndarray]:
 
 @dataclass(frozen=True)
 class SlopeFit:
-    """Least-squares line ``log(mean count) = intercept + slope * log(m)`` with a bootstrap interval."""
+    """Least-squares line ``log(mean count) = intercept + slope * log(m)`` with a bootstrap interval.
+
+    Introduced in the book: :doc:`/book/collisions` (chapter collisions).
+    """
 
     slope: float
     intercept: float

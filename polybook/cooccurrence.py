@@ -68,6 +68,7 @@ __all__ = [
     "plot_levels",
     "explorer_figure",
     "explorer",
+    "InputsRun",
 ]
 
 
@@ -210,7 +211,10 @@ def _loss_and_grad(W, X, XsT, weight, l1):
 @dataclass
 class InputsRun:
     """What :func:`train_inputs` returns (tensors on the CPU): ``W0``, ``W`` ``(instances, n, m)``,
-    ``losses`` ``(steps, instances)`` before each update, ``seconds``, ``device``."""
+    ``losses`` ``(steps, instances)`` before each update, ``seconds``, ``device``.
+
+    Introduced in the book: :doc:`/book/cooccurrence` (chapter cooccurrence).
+    """
 
     W0: torch.Tensor
     W: torch.Tensor

@@ -47,6 +47,8 @@ __all__ = [
     "run_experiment",
     "load_result",
     "stored_result",
+    "Experiment",
+    "CollisionsConfig",
 ]
 
 SCALES = ("book", "paper")
@@ -54,7 +56,10 @@ SCALES = ("book", "paper")
 
 @dataclass(frozen=True)
 class Experiment:
-    """A named experiment: its config type, one config per scale, and how to run it."""
+    """A named experiment: its config type, one config per scale, and how to run it.
+
+    Introduced in the book: :doc:`/book/superposition` (chapter superposition).
+    """
 
     name: str
     summary: str
@@ -118,8 +123,10 @@ def register(name: str, summary: str, book: Any, paper: Any) -> Callable:
 class CollisionsConfig:
     """Train the L1-regularised autoencoder for each ``m`` and count polysemantic neurons.
 
+    Introduced in the book: :doc:`/book/collisions` (chapter collisions).
+
     ``seed`` seeds the first ``m``; the ``j``-th ``m`` uses ``seed + j``. On a GPU all widths
-    train in one batched program (:func:`polybook.sweep.train_widths`), on a CPU one after another;
+    train in one batched program (``polybook.sweep.train_widths``), on a CPU one after another;
     the models are the same either way.
     """
 

@@ -56,6 +56,8 @@ __all__ = [
     "paper_l1",
     "threshold_prediction",
     "dominance",
+    "Trajectory",
+    "ThresholdPrediction",
 ]
 
 
@@ -120,6 +122,8 @@ def initial_magnitudes(m: int, c: float = 0.9, seed: int = 0) -> np.ndarray:
 @dataclass
 class Trajectory:
     """One feature's sparsification, recorded after every step (index ``s`` = after ``s`` steps).
+
+    Introduced in the book: :doc:`/book/regularisation` (chapter regularisation).
 
     Attributes
     ----------
@@ -317,7 +321,10 @@ def relative_variance_of_excess(beta) -> np.ndarray:
 
 @dataclass
 class ThresholdPrediction:
-    """The moving-threshold prediction of :func:`threshold_prediction` at the requested times."""
+    """The moving-threshold prediction of :func:`threshold_prediction` at the requested times.
+
+    Introduced in the book: :doc:`/book/regularisation` (chapter regularisation).
+    """
 
     t: np.ndarray
     survivors: np.ndarray

@@ -52,6 +52,7 @@ __all__ = [
     "plot_phase_change",
     "plot_directions",
     "explore",
+    "SuperpositionResult",
 ]
 
 #: A feature counts as *represented* when its direction has norm above this (Elhage et al.).
@@ -150,6 +151,8 @@ class SuperpositionConfig:
 @dataclass
 class SuperpositionResult:
     """What :func:`train_superposition` returns; tensors live on the CPU.
+
+    Introduced in the book: :doc:`/book/superposition` (chapter superposition).
 
     Attributes
     ----------

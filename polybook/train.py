@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from . import _validate as check
 from .models import init_weights, loss_and_grad
 
-__all__ = ["TrainConfig", "device_report", "train"]
+__all__ = ["TrainConfig", "device_report", "train", "TrainResult"]
 
 #: The hidden-layer noise distributions (``"none"`` switches noise off).
 NOISE_KINDS = ("none", "bernoulli", "uniform", "gaussian", "laplace")
@@ -143,6 +143,8 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     """What :func:`train` returns; every tensor lives on the CPU.
+
+    Introduced in the book: :doc:`/book/regularisation` (chapter regularisation).
 
     Attributes
     ----------

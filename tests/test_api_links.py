@@ -3,7 +3,8 @@
 *Public* is defined here, in code: a name is public when it is in the ``__all__`` of a module that
 book/api.md documents (an ``.. automodule::`` there; autodoc shows exactly ``__all__``), or in
 ``polybook.__all__`` (the ``pb.X`` of the chapters, each documented in the module that defines it).
-A public name is one a reader meets: some chapter's code uses it. Its documentation says, with a
+A public name is one a reader meets: some chapter's code uses it, or it is the class that a
+function some chapter's code uses returns (``pb.train`` returns a ``TrainResult``). Its documentation says, with a
 link Sphinx resolves, where the book introduces it: the first chapter in reading order that uses it.
 """
 
@@ -15,6 +16,7 @@ import importlib
 import inspect
 import json
 import re
+import typing
 from pathlib import Path
 
 import pytest
@@ -124,7 +126,22 @@ def uses(path: Path) -> frozenset[tuple[str, str]]:
                     found.add((module, name))
                     break
                 module = f"{module}.{name}"
-    return frozenset(canonical(module, name) for module, name in found)
+    names = {canonical(module, name) for module, name in found}
+    return frozenset(names | {returned for used in names if (returned := _returns(*used))})
+
+
+def _returns(module: str, name: str) -> tuple[str, str] | None:
+    """The polybook class a function returns (by its annotation): a reader meets it as that result."""
+    obj = getattr(importlib.import_module(module), name, None)
+    if not inspect.isfunction(obj):
+        return None
+    try:
+        ret = typing.get_type_hints(obj).get("return")
+    except (NameError, TypeError):  # an annotation that does not evaluate: not a polybook class
+        return None
+    if inspect.isclass(ret) and ret.__module__.split(".")[0] == "polybook":
+        return ret.__module__, ret.__name__
+    return None
 
 
 def first_user(public_name: tuple[str, str]) -> str | None:
@@ -173,6 +190,7 @@ def test_the_scanner_finds_the_names_a_notebook_uses_and_only_those(tmp_path):
         ("polybook.experiments", "EXPERIMENTS"),
         ("polybook.plots", "use_style"),
         ("polybook.train", "train"),  # pb.train is defined in polybook.train
+        ("polybook.train", "TrainResult"),  # what pb.train returns: the reader meets it as res
         ("polybook.collisions", "markdown_table"),
     }
 

@@ -19,6 +19,7 @@ Chromium is missing.
 from __future__ import annotations
 
 import functools
+import json
 import http.server
 import os
 import shutil
@@ -226,6 +227,22 @@ def test_page_renders_for_a_reader(page_name, site, browser, shots):
     if source.suffix == ".ipynb":
         hrefs = page.evaluate("() => [...document.querySelectorAll('a')].map(a => a.href)")
         assert any("colab.research.google.com" in h for h in hrefs), "no Colab launch button"
+
+    # Exercises: each solution is folded behind a "Show the solution" toggle, closed when the page
+    # opens, and one click shows it; the chapter links its exercises-only notebook. Fails when a
+    # solution cell lost its hide-input tag (its code would show) or the toggle does not open.
+    if source.suffix == ".ipynb":
+        solutions = sum("solution" in c["metadata"].get("tags", []) for c in json.loads(text)["cells"])
+        folded = page.locator("div.tag_solution details")
+        assert folded.count() == solutions, f"{folded.count()} folded solutions on the page, {solutions} in the notebook"
+        if solutions:
+            assert page.evaluate("() => [...document.querySelectorAll('div.tag_solution details')].every(d => !d.open)")
+            assert not folded.first.locator("pre").is_visible(), "a solution is visible before it is asked for"
+            toggle = folded.first.locator("summary")
+            assert toggle.inner_text().strip().startswith("Show the solution")
+            toggle.click()
+            assert folded.first.locator("pre").is_visible(), "clicking the toggle does not show the solution"
+            assert any(h.endswith(f"/exercises/{source.name}") for h in hrefs), "no link to the exercises-only notebook"
 
     page.screenshot(path=str(shots / f"{page_name.replace('/', '_')}.png"), full_page=False)
     page.close()

@@ -62,6 +62,7 @@ __all__ = [
     "SAEConfig",
     "make_dictionary",
     "sample_data",
+    "encode",
     "train_sae",
     "sae_responses",
     "sae_rows",
@@ -435,7 +436,15 @@ def _init_sae(width: int, d: int, seeds: Sequence[int]) -> dict[str, torch.Tenso
             "Wd": Wd, "bd": torch.zeros(len(seeds), 1, d)}
 
 
-def _encode(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+def encode(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The SAEs' latent activations ``ReLU((x - b_d) W_e^T + b_e)``: ``(seeds, samples, width)`` for ``x`` ``(samples, d)``.
+
+    Introduced in the book: :doc:`/book/beyond` (chapter beyond).
+
+    >>> p = {"We": torch.tensor([[[1.0, 0.0], [0.7, 0.7]]]), "be": torch.zeros(1, 1, 2), "bd": torch.zeros(1, 1, 2)}
+    >>> encode(p, torch.tensor([[0.0, 1.0]])).tolist()
+    [[[0.0, 0.699999988079071]]]
+    """
     return torch.relu((x - p["bd"]) @ p["We"].transpose(1, 2) + p["be"])  # (seeds, B, width)
 
 
@@ -470,7 +479,7 @@ def train_sae(x: torch.Tensor, width: int, seeds: Sequence[int], *, steps: int =
     try:
         for t in range(steps):
             xb = x[torch.randint(0, x.shape[0], (batch,), generator=gen)]  # (B, d)
-            f = _encode(p, xb)
+            f = encode(p, xb)
             err = xb - (f @ p["Wd"].transpose(1, 2) + p["bd"])
             loss = (err.square().sum(-1).mean(-1) + sae_l1 * f.sum(-1).mean(-1)).sum()
             opt.zero_grad(set_to_none=True)
@@ -501,7 +510,7 @@ def sae_responses(params: dict[str, torch.Tensor], dictionary: torch.Tensor, rel
     """
     check.number("rel", rel, 0.0, strict=True, maximum=1.0)
     check.number("floor", floor, 0.0, strict=True)
-    A = _encode(params, dictionary)  # (seeds, features, width)
+    A = encode(params, dictionary)  # (seeds, features, width)
     top = A.amax(dim=1, keepdim=True)
     return (A >= rel * top) & (A >= floor)
 
@@ -602,7 +611,7 @@ def _sae_summary(p: dict[str, torch.Tensor], D: torch.Tensor, x_test: torch.Tens
     pairs = mixed_pairs(resp)
     cosm = (D @ D.T).abs()
     with torch.no_grad():
-        f = _encode(p, x_test)
+        f = encode(p, x_test)
         mse = (x_test - (f @ p["Wd"].transpose(1, 2) + p["bd"])).square().sum(-1).mean(-1)
     ov = pair_overlap(pairs)
     return {

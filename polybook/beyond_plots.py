@@ -67,7 +67,7 @@ def explorer_figure(ratio: float = 2.0, features: int = 32, d: int = 16, seeds: 
     resp = bb.sae_responses(p, D)
     mixed = bb.mixed_latents(resp).tolist()
     with torch.no_grad():
-        A = bb._encode(p, D)  # (seeds, features, width)
+        A = bb.encode(p, D)  # (seeds, features, width)
     fig, axes = plt.subplots(1, seeds, figsize=(4.6 * seeds, 3.6), squeeze=False)
     for s, ax in enumerate(axes[0]):
         alive = torch.nonzero(resp[s].any(0)).flatten()

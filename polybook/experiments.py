@@ -42,6 +42,7 @@ from .train import OPTIMIZERS, Diverged, TrainConfig, TrainResult, resolve_devic
 __all__ = [
     "EXPERIMENTS",
     "get_experiment",
+    "all_experiments",
     "ResultError",
     "config_hash",
     "run_experiment",
@@ -266,6 +267,18 @@ _EXPERIMENT_MODULES: tuple[str, ...] = ("polybook.collisions", "polybook.noise",
 def _load_all() -> None:
     for mod in _EXPERIMENT_MODULES:
         importlib.import_module(mod)
+
+
+def all_experiments() -> dict[str, Experiment]:
+    """Every registered experiment by name, in name order (importing the chapter modules that register them).
+
+    Introduced in the book: :doc:`/book/reproduce` (chapter reproduce).
+
+    >>> "collisions" in all_experiments()
+    True
+    """
+    _load_all()
+    return {name: EXPERIMENTS[name] for name in sorted(EXPERIMENTS)}
 
 
 # --------------------------------------------------------------------------- running and storing

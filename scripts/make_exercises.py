@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "exercises"
 CHAPTER_URL = "https://colab.research.google.com/github/polybook/polybook/blob/main/book/{}.ipynb"
-ADMONITION = re.compile(r"^:::\{admonition\} (?P<title>.*)\n(?::class: .*\n)?\n?(?P<body>.*?)\n?:::\s*$", re.S)
+ADMONITION = re.compile(r"^:::\{admonition\} (?P<title>[^\n]*)\n(?::class: [^\n]*\n)?\n?(?P<body>.*?)\n?:::\s*$", re.S)
 
 
 def tags(cell: dict) -> list[str]:

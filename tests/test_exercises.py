@@ -318,7 +318,7 @@ def test_exercises_only_notebook_has_no_solutions_and_keeps_everything_else(chap
     assert len(nb["cells"]) == len(book["cells"]) - len(exercise_cells(chapter))
     assert not any(c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
     text = "".join(source(c) for c in nb["cells"])
-    assert "Exercises only." in text and ":::{admonition} Exercise" not in text
+    assert "Exercises only." in text and ":::{admonition} Exercise" not in text and ":class:" not in text
     for cells in exercise_cells(chapter).values():
         assert source(cells["solution"]) not in text
 

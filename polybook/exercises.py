@@ -156,7 +156,7 @@ def verdict(name: str, fn: Callable) -> Verdict:
     ex = EXERCISES[name]
     cases = list(ex.cases(np.random.default_rng(sum(map(ord, name)))))
     compare = ex.compare or (lambda g, w, c: _same(g, w))
-    for number, case in enumerate(cases):
+    for case in cases:
         shown = f"{name}({', '.join(f'{k}={_show(v)}' for k, v in case.items())})"
         try:
             got = _call(fn, case)
@@ -164,9 +164,11 @@ def verdict(name: str, fn: Callable) -> Verdict:
             return todo
         except Exception as err:  # the reader's bug: name it and the case, without a traceback
             return Verdict(False, f"✗ {shown} raised {type(err).__name__}: {err}\n  Hint: {ex.hint}")
+        if got is Ellipsis:
+            return todo  # a stub whose body is still "..."
         want = _call(ex.reference, case)
-        if got is Ellipsis or (got is None and want is not None and number == 0):
-            return todo  # a stub that returns nothing yet
+        if got is None and want is not None:
+            return Verdict(False, f"✗ {shown} returned None: is a return statement missing?\n  Hint: {ex.hint}")
         reason = compare(got, want, case)
         if reason is not None:
             detail = f": {reason}" if reason else ""

@@ -292,6 +292,15 @@ def test_checker_prints_one_line_verdicts(capsys):
         ex.check("nope", print)
 
 
+def test_checker_tells_a_missing_return_from_an_unsolved_exercise():
+    def forgot_return(n, m):
+        n * n / (4 * m)
+
+    v = ex.verdict("expected_polysemantic", forgot_return)
+    assert v.passed is False and "returned None: is a return statement missing?" in v.message
+    assert ex.verdict("expected_polysemantic", lambda n, m: ...).passed is None
+
+
 def test_checker_gives_the_reader_a_fresh_copy_of_every_argument():
     def scribble(W):
         W.zero_()  # an in-place bug must not change what the package is compared on

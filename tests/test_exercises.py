@@ -98,6 +98,8 @@ def test_every_chapter_poses_at_least_two_exercises_and_checks_each(chapter):
         assert "solution" in make.tags(cells["solution"]) and "hide-input" in make.tags(cells["solution"])
         assert f"def {name}(" in source(cells["stub"]) and f"def {name}(" in source(cells["solution"])
         assert re.search(r"difficulty [123]/3 · importance [123]/3 · about \d+ minutes", source(cells["statement"]), re.I)
+        signature = source(cells["stub"]).splitlines()[0].removeprefix("def ").rstrip(":")
+        assert f"Signature: `{signature}`" in source(cells["statement"]), f"{name}: the statement does not give the signature"
 
 
 def test_every_exercise_of_the_package_is_posed_by_its_chapter():

@@ -280,12 +280,18 @@ RAW_TEX_CASES = [
 ]
 
 
-@pytest.mark.parametrize("html, flagged", RAW_TEX_CASES)
-def test_raw_tex_detector(html, flagged, browser):
+def detect(browser, html: str, detector_js: str) -> list:
+    """What a page-level detector finds in a small HTML snippet."""
     page = browser.new_page()
     page.set_content(f"<!doctype html><html><body>{html}</body></html>")
-    hits = page.evaluate(RAW_TEX_JS)
+    found = page.evaluate(detector_js)
     page.close()
+    return found
+
+
+@pytest.mark.parametrize("html, flagged", RAW_TEX_CASES)
+def test_raw_tex_detector(html, flagged, browser):
+    hits = detect(browser, html, RAW_TEX_JS)
     assert bool(hits) == flagged, f"detector said {hits} for {html}"
 
 
@@ -304,8 +310,5 @@ MISSING_ALT_CASES = [
 
 @pytest.mark.parametrize("html, flagged", MISSING_ALT_CASES)
 def test_missing_alt_detector(html, flagged, browser):
-    page = browser.new_page()
-    page.set_content(f"<!doctype html><html><body>{html}</body></html>")
-    bad = page.evaluate(MISSING_ALT_JS)
-    page.close()
+    bad = detect(browser, html, MISSING_ALT_JS)
     assert bool(bad) == flagged, f"detector said {bad} for {html}"

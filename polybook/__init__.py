@@ -41,7 +41,7 @@ from .train import TrainConfig, TrainResult, device_report, resolve_device, samp
 __all__ = [
     "EXPERIMENTS", "load_result", "run_experiment", "stored_result",
     "BAND", "band_mask", "fourth_norm", "polysemantic_neurons", "polysemantic_neurons_by_mass",
-    "polysemantic_by_rule", "start_end_overlap", "winner_initial_rank", "winners",
+    "polysemantic_neurons_by_response", "polysemantic_by_rule", "start_end_overlap", "winner_initial_rank", "winners",
     "init_weights", "loss_and_grad", "reconstruction_loss",
     "expected_colliding_pairs", "expected_polysemantic_exact", "predicted_polysemantic", "simulate_collisions",
     "TrainConfig", "device_report", "train",

@@ -32,6 +32,7 @@ __all__ = [
     "band_mask",
     "polysemantic_neurons",
     "polysemantic_neurons_by_mass",
+    "polysemantic_neurons_by_response",
     "polysemantic_by_rule",
     "winners",
     "winner_initial_rank",
@@ -135,7 +136,12 @@ def polysemantic_neurons_by_mass(W: torch.Tensor, share: float = 0.5) -> torch.T
 
 
 def polysemantic_neurons_by_response(W: torch.Tensor, threshold: float = 0.5, relu: bool = False) -> torch.Tensor:
-    """Response rule (sensitivity only): neurons whose activation exceeds ``threshold`` for two or more features.
+    """Response rule: neurons whose activation exceeds ``threshold`` for two or more features.
+
+    A sensitivity rule for the tied autoencoder; with ``relu=True`` the headline rule of the
+    superposition chapter, whose hidden-ReLU model switches a neuron on only by a positive weight.
+
+    Introduced in the book: :ref:`neurons-not-directions` (chapter superposition).
 
     >>> W = torch.tensor([[0.9, 0.0], [0.7, -0.8], [0.1, 1.0]])
     >>> int(polysemantic_neurons_by_response(W)), int(polysemantic_neurons_by_response(W, relu=True))

@@ -9,6 +9,8 @@ The models, training loop, metrics, theory and experiments of the polybook tutor
 (1, 8, 16)
 """
 
+# First, before torch: MKL's reproducible mode must be chosen before MKL first runs (see _numerics).
+from . import _numerics  # noqa: F401,I001
 from .experiments import EXPERIMENTS, load_result, run_experiment, stored_result
 from .metrics import (
     BAND,

@@ -595,7 +595,8 @@ def run_experiment(
 
     The record holds ``experiment``, ``scale``, ``config`` (every field), ``results`` (the
     experiment's numbers), ``provenance`` (polybook, torch and Python versions, polybook's git
-    revision and whether its code was modified, device, wall seconds, command line, pieces
+    revision and whether its code was modified, device, the CPU arithmetic (``numerics``: MKL's
+    reproducible mode and the CPU), wall seconds, command line, pieces
     reused) and ``checksum``. With ``out`` it is also written to ``out/result.json``.
 
     Everything is checked before the first step: the config, the output folder (created and
@@ -608,7 +609,7 @@ def run_experiment(
 
     Introduced in the book: :ref:`sparsification-speed` (chapter regularisation).
     """
-    from . import __version__
+    from . import __version__, _numerics
     from .train import check_fits
 
     say = warn if warn is not None else (lambda text: print(f"polybook: {text}", file=sys.stderr))
@@ -646,6 +647,7 @@ def run_experiment(
             "torch": torch.__version__,
             "python": platform.python_version(),
             "device": str(dev) if dev.type != "cuda" else f"cuda ({torch.cuda.get_device_name(dev)})",
+            "numerics": _numerics.describe() if dev.type == "cpu" else "not bitwise reproducible across devices",
             "wall_seconds": round(time.perf_counter() - start, 2),
             "command": _command_line(),
             "pieces_reused": pieces.reused,

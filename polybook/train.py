@@ -254,6 +254,59 @@ def _cpu_threads(dev: torch.device, cfg: TrainConfig) -> contextlib.AbstractCont
     return one_cpu_thread(dev, cfg.instances * cfg.n * cfg.n * cfg.m < SMALL_WORK)
 
 
+class ThreadPicker:
+    """Runs a CPU training loop on whichever is faster *now*: one thread or torch's thread count.
+
+    More threads pay on a quiet machine and collapse on a busy one: a step waits for every thread,
+    and a thread that shares its core with another program arrives late at each of thousands of
+    steps. So the loop times :data:`PROBE` steps with each choice at the start and again every
+    ``PROBE_EVERY`` steps (the interval doubling, up to :data:`PROBE_MAX`, while the choice holds),
+    and keeps the faster. The choice never changes the numbers (:mod:`polybook._numerics`): it only
+    changes how long they take. Small problems (:data:`SMALL_WORK`) and other devices are left alone.
+    """
+
+    PROBE = 3
+    PROBE_EVERY = 200
+    PROBE_MAX = 3200
+
+    def __init__(self, dev: torch.device, work: int) -> None:
+        self.before = torch.get_num_threads()
+        self.options = (1, self.before) if dev.type == "cpu" and self.before > 1 and work >= SMALL_WORK else ()
+        self.interval, self.next_probe, self.probe_start = self.PROBE_EVERY, 0, None
+        self.times: dict[int, float] = {}
+        self.chosen = self.before
+        self.history: list[int] = []  # the choice after each probe (for tests and the benchmark)
+        self._t0 = 0.0
+
+    def start(self, t: int) -> None:
+        if not self.options:
+            return
+        if self.probe_start is None and t >= self.next_probe:
+            self.probe_start, self.times = t, {}
+        if self.probe_start is not None:
+            k = (t - self.probe_start) // self.PROBE
+            torch.set_num_threads(self.options[k])
+        self._t0 = time.perf_counter()
+
+    def stop(self, t: int) -> None:
+        if not self.options or self.probe_start is None:
+            return
+        dt = time.perf_counter() - self._t0
+        k = (t - self.probe_start) // self.PROBE
+        option = self.options[k]
+        self.times[option] = min(self.times.get(option, math.inf), dt)
+        if t + 1 == self.probe_start + self.PROBE * len(self.options):
+            best = min(self.options, key=lambda o: self.times[o])
+            self.interval = min(2 * self.interval, self.PROBE_MAX) if best == self.chosen else self.PROBE_EVERY
+            self.chosen, self.probe_start, self.next_probe = best, None, t + 1 + self.interval
+            self.history.append(best)
+            torch.set_num_threads(best)
+
+    def close(self) -> None:
+        if self.options:
+            torch.set_num_threads(self.before)
+
+
 def check_finite(W: torch.Tensor, recent_losses: torch.Tensor, step: int, cfg, desc: str | None) -> None:
     """Raise :class:`Diverged` when ``W`` or the recent ``(steps, instances)`` losses hold a NaN or an infinity.
 
@@ -328,15 +381,15 @@ def check_fits(need: int, device: torch.device | str, what: str) -> None:
 
 
 def _optimizer(cfg: TrainConfig, W: torch.Tensor) -> torch.optim.Optimizer:
-    """AdamW or SGD for ``W``; on CUDA, AdamW's fused kernel (one launch per step, not ~10).
+    """AdamW or SGD for ``W``; AdamW runs PyTorch's fused kernel (one pass over the weights per step).
 
-    On the CPU the fused kernel is also faster but rounds differently from the reference
-    implementation, so the CPU keeps the reference one and the book's numbers stay put.
+    On the CPU and on CUDA alike the fused kernel is elementwise, so its result does not depend on
+    the thread count or the CPU's vector width (``tests/test_train.py``); MPS keeps the reference one.
     """
     if cfg.optimizer == "adamw":
-        if W.device.type == "cuda":
-            return torch.optim.AdamW([W], lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-        return torch.optim.AdamW([W], lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False)
+        fused = W.device.type in ("cpu", "cuda")
+        return torch.optim.AdamW([W], lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                 **({"fused": True} if fused else {"foreach": False}))
     return torch.optim.SGD([W], lr=cfg.lr)
 
 
@@ -425,10 +478,12 @@ def train(
     noise_shape = (1, 1, cfg.m) if cfg.noise_shared else (cfg.instances, cfg.n, cfg.m)
 
     start = time.perf_counter()
-    with torch.no_grad(), _cpu_threads(dev, cfg):
+    picker = ThreadPicker(dev, cfg.instances * cfg.n * cfg.n * cfg.m)
+    with torch.no_grad(), _cpu_threads(dev, cfg), contextlib.closing(picker):
         if 0 in wanted:
             snapshots[0] = record(W).detach().cpu()
         for t in tqdm(range(cfg.steps), desc=desc, disable=not progress, file=sys.stderr, mininterval=0.5, leave=False):
+            picker.start(t)
             if cfg.noise == "none":
                 loss, grad = loss_and_grad(W, cfg.l1, None, cfg.interference)
             else:
@@ -444,6 +499,7 @@ def train(
                 grad = grad * keep
             W.grad = grad
             opt.step()
+            picker.stop(t)
             if (t + 1) % CHECK_EVERY == 0 or t + 1 == cfg.steps:
                 check_finite(W, losses[max(0, t + 1 - CHECK_EVERY):t + 1], t + 1, cfg, desc)
             if t + 1 in wanted:

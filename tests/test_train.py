@@ -90,3 +90,81 @@ def test_averaging_noise_draws_reduces_gradient_noise():
         ])
         spread[draws] = (steps - clean).pow(2).mean().item()
     assert spread[64] < spread[1] / 8
+
+
+# --------------------------------------------------------------------------- threads and bits
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from polybook import _numerics  # noqa: E402
+from polybook.train import SMALL_WORK, ThreadPicker  # noqa: E402
+
+
+def _big_config(**kw):
+    # instances * n^2 * m = 8 * 48^2 * 256 is above SMALL_WORK, so train() may use several threads.
+    cfg = TrainConfig(n=48, m=256, instances=8, steps=450, lr=1e-2, l1=1e-3, seed=3, **kw)
+    assert cfg.instances * cfg.n**2 * cfg.m >= SMALL_WORK
+    return cfg
+
+
+@pytest.mark.parametrize("kw", [{}, {"noise": "bernoulli", "sigma": 0.05}, {"optimizer": "sgd"}])
+def test_thread_count_never_changes_the_weights(kw, monkeypatch):
+    # The thread picker may switch threads mid-run; that is only safe because every thread count
+    # gives the same bits. Fails if any step (MKL's products, the fused AdamW, the noise draws)
+    # depends on the thread count.
+    cfg = _big_config(**kw)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = train(cfg, device="cpu", progress=False).W
+        torch.set_num_threads(2)
+        monkeypatch.setattr(ThreadPicker, "PROBE_EVERY", 7)  # switch as often as possible
+        two = train(cfg, device="cpu", progress=False).W
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one, two)
+
+
+def test_thread_picker_probes_both_choices_and_restores_the_setting():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        picker = ThreadPicker(torch.device("cpu"), SMALL_WORK)
+        seen = []
+        for t in range(2 * ThreadPicker.PROBE + 1):
+            picker.start(t)
+            seen.append(torch.get_num_threads())
+            picker.stop(t)
+        assert seen[:2 * ThreadPicker.PROBE] == [1] * ThreadPicker.PROBE + [2] * ThreadPicker.PROBE
+        assert picker.history and picker.history[0] in (1, 2)
+        # Kept the starting choice (2): the interval doubles; switched to 1: it starts again.
+        interval = 2 * ThreadPicker.PROBE_EVERY if picker.history[0] == 2 else ThreadPicker.PROBE_EVERY
+        assert picker.next_probe == 2 * ThreadPicker.PROBE + interval
+        assert torch.get_num_threads() == picker.history[0]
+        picker.close()
+        assert torch.get_num_threads() == 2
+        assert ThreadPicker(torch.device("cpu"), SMALL_WORK - 1).options == ()  # small work: one thread, no probing
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_importing_polybook_puts_mkl_in_its_reproducible_mode():
+    info = _numerics.numerics()
+    if info["in_force"] is None:
+        pytest.skip("this torch build carries no MKL")
+    # Fails if MKL ran before polybook set MKL_CBWR (e.g. an import of torch that multiplies).
+    assert info["mkl_cbwr"] == "COMPATIBLE" and info["in_force"] and info["reproducible"]
+
+
+def test_a_late_import_warns_that_the_mode_is_not_in_force():
+    code = ("import os; os.environ.pop('MKL_CBWR', None)\n"
+            "import torch; torch.ones(8, 8) @ torch.ones(8, 8)\n"
+            "import warnings; warnings.simplefilter('error')\n"
+            "try:\n    import polybook\nexcept RuntimeWarning as w:\n    print('WARNED', w)\n")
+    env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, text=True, capture_output=True, timeout=120)
+    if _numerics.numerics()["in_force"] is None:
+        pytest.skip("this torch build carries no MKL")
+    assert "WARNED" in out.stdout and "MKL_CBWR=COMPATIBLE" in out.stdout, out.stdout + out.stderr

@@ -31,6 +31,13 @@ What it does, in order:
    venv, each notebook alone in an empty folder as in Colab (so no stored results next to it: the
    chapter downloads them, with ``POLYBOOK_RESULTS_URL`` pointing at this checkout's ``book/results``).
    It fails if any cell raises, and prints each chapter's seconds.
+6. **Another CPU.** The kernel runs as if on a CPU without AVX-512 (``EMULATED_CPU``: MKL limited
+   to AVX2 and torch's own kernels to AVX2), and every cell's outputs are compared with the
+   committed ones by nbval's own rules (``compare_with_committed``): its comment markers and tags,
+   its stream merging, and its comparison of every output but images, metadata and widget ids.
+   Glued values, which the book's build stores as hidden outputs and a plain runtime keeps in
+   ``polybook.display.GLUED``, are compared by name. So this one extra execution checks both that
+   the chapters run in Colab's versions and that their printed numbers reproduce on another CPU.
 
 The venv is kept under ``_build/colab-runtime/`` and reused while the package list, the Python and
 the torch build are unchanged (the packages polybook's install added are uninstalled again before
@@ -54,6 +61,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 COLAB_DIR = ROOT / "tests" / "colab"
@@ -392,8 +400,17 @@ def _vkey(v: str) -> tuple:
 # Executing a chapter (this part runs inside the venv, with Colab's nbclient and nbformat)
 
 PROBE = ("import json, sys, importlib.metadata as md\n"
+         "from IPython.core.formatters import format_display_data as _fmt\n"
+         "from polybook.display import GLUED as _glued\n"
          "print('COLAB-RUNTIME-PROBE ' + json.dumps({'executable': sys.executable, 'polybook_file': __import__('polybook').__file__, "
+         "'glued': {k: _fmt(v)[0] for k, v in _glued.items()}, "
          "**{p: md.version(p) for p in ('ipython', 'ipykernel', 'ipywidgets', 'numpy', 'matplotlib', 'torch', 'polybook')}}))")
+
+#: A CPU without AVX-512, emulated on this one: MKL limited to its AVX2 code and torch's own vector
+#: kernels to AVX2. With polybook's reproducible mode (polybook._numerics) the outputs must not change.
+EMULATED_CPU = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+#: Where myst-nb's ``glue`` puts a value it does not show (its outputs carry the name in metadata).
+GLUE_PREFIX = "application/papermill.record/"
 
 
 def execute_in_kernel(path: str, kernel: str, timeout: int) -> int:
@@ -436,6 +453,59 @@ def _probe_seconds(nb) -> float:
         return 0.0
 
 
+def compare_with_committed(committed: Path, executed: Path, glued: dict) -> list[str]:
+    """The cells of ``executed`` whose outputs differ from ``committed``'s, by nbval's rules.
+
+    Runs in this script's environment (which has nbval, as the test command's has). nbval's own
+    functions decide which cells are compared (``# NBVAL_IGNORE_OUTPUT``, ``# NBVAL_SKIP`` and their
+    tags), merge streams and compare outputs (every key but images, metadata, execution counts and
+    widget ids). Outputs of ``glue(..., display=False)`` exist only where myst-nb is installed, so
+    they are taken out of both sides and each is compared with the value the kernel glued under
+    its name instead. Returns one message per differing cell (empty: everything reproduced).
+    """
+    import nbformat
+    from nbval.plugin import IPyNbCell, coalesce_streams, find_comment_markers, find_metadata_tags, nocolors
+
+    skip_compare = ("metadata", "traceback", "prompt_number", "output_type", "name", "execution_count",
+                    "application/vnd.jupyter.widget-view+json", "image/png", "image/jpeg")
+
+    def split_glue(outputs):
+        shown, hidden = [], {}
+        for out in outputs:
+            data = out.get("data", {})
+            if data and all(k.startswith(GLUE_PREFIX) for k in data):
+                name = out.get("metadata", {}).get("scrapbook", {}).get("name")
+                hidden[name] = {k[len(GLUE_PREFIX):]: v for k, v in data.items()}
+            else:
+                shown.append(out)
+        return shown, hidden
+
+    ref_nb, test_nb = nbformat.read(committed, as_version=4), nbformat.read(executed, as_version=4)
+    problems = []
+    for i, (ref, test) in enumerate(zip(ref_nb.cells, test_nb.cells)):
+        if ref.cell_type != "code" or ref.execution_count is None:
+            continue  # nbval compares only cells that were run when the notebook was committed
+        options = dict(find_comment_markers(ref.source))
+        options.update(find_metadata_tags(ref.metadata))
+        if options.get("skip") or options.get("check", True) is False:
+            continue
+        ref_out, ref_glue = split_glue(coalesce_streams(ref.outputs))
+        test_out, _ = split_glue(coalesce_streams(test.get("outputs", [])))
+        cell = SimpleNamespace(colors=nocolors, sanitize=lambda x: x, comparison_traceback=[])
+        cell.format_output_compare = lambda key, left, right, c=cell: c.comparison_traceback.append(
+            f"mismatch {key!r}:\n  committed: {str(left)[:600]!r}\n  now:       {str(right)[:600]!r}")
+        if not IPyNbCell.compare_outputs(cell, test_out, ref_out, skip_compare=skip_compare):
+            problems.append(f"cell {i}: " + "\n".join(str(t) for t in cell.comparison_traceback))
+        for name, want in ref_glue.items():
+            got = {k: v for k, v in glued.get(name, {}).items() if k in want}
+            want = {k: v for k, v in want.items() if k not in skip_compare}
+            if {k: got.get(k) for k in want} != want:
+                problems.append(f"cell {i}: glued {name!r} is {got.get('text/plain')!r}, committed {want.get('text/plain')!r}")
+    if len(ref_nb.cells) != len(test_nb.cells):
+        problems.append(f"{len(test_nb.cells)} cells executed, {len(ref_nb.cells)} committed")
+    return problems
+
+
 def run_chapter(py: Path, venv: Path, nb_path: Path, workdir: Path, polybook_source: Path) -> dict:
     """Execute one chapter, alone in an empty folder, in the venv's kernel."""
     folder = workdir / nb_path.stem
@@ -444,7 +514,8 @@ def run_chapter(py: Path, venv: Path, nb_path: Path, workdir: Path, polybook_sou
     shutil.copy2(nb_path, copy)
     # The chapter downloads the stored results it needs, as in Colab, from the checkout's copy of
     # the release's files (this machine has no network): polybook.experiments.stored_result.
-    env = clean_env(venv, POLYBOOK_SOURCE=str(polybook_source), POLYBOOK_RESULTS_URL=(ROOT / "book" / "results").as_uri())
+    env = clean_env(venv, POLYBOOK_SOURCE=str(polybook_source), POLYBOOK_RESULTS_URL=(ROOT / "book" / "results").as_uri(),
+                    **EMULATED_CPU)
     start = time.perf_counter()
     proc = subprocess.run([py, Path(__file__).resolve(), "--execute-in-kernel", copy, "--kernel", KERNEL_NAME],
                           env=env, cwd=folder, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -454,6 +525,8 @@ def run_chapter(py: Path, venv: Path, nb_path: Path, workdir: Path, polybook_sou
         return {"ok": False, "seconds": wall, "error": proc.stdout[-4000:] or f"exit {proc.returncode}"}
     result = json.loads(lines[-1].split(" ", 1)[1])
     result["wall_seconds"] = wall
+    if result["ok"]:
+        result["differences"] = compare_with_committed(nb_path, copy, result.get("probe", {}).get("glued", {}))
     return result
 
 
@@ -516,12 +589,19 @@ def main(argv: list[str] | None = None) -> int:
         results = {}
         if proc.returncode == 0:
             workdir = Path(tempfile.mkdtemp(prefix="colab-chapters-")) if args.keep else tmp / "chapters"
-            log(f"== executing {len(todo)} chapters in the venv's kernel, each alone in an empty folder")
+            log(f"== executing {len(todo)} chapters in the venv's kernel, each alone in an empty folder, on an "
+                "emulated AVX2 CPU (" + " ".join(f"{k}={v}" for k, v in EMULATED_CPU.items()) + "), and comparing "
+                "every output with the committed one")
             for nb_path in todo:
                 res = run_chapter(py, venv, nb_path, workdir, source)
                 results[nb_path.name] = res
                 status = "ok" if res["ok"] else "FAILED"
+                if res.get("differences"):
+                    status = f"OUTPUTS DIFFER in {len(res['differences'])} cell(s)"
+                    failures.append(f"{nb_path.name}: outputs differ from the committed ones on an emulated AVX2 CPU")
                 log(f"   {nb_path.name:<24} {res['seconds']:7.1f} s  {status}")
+                for diff in res.get("differences", []):
+                    log("      " + "\n      ".join(diff.splitlines()))
                 if not res["ok"]:
                     failures.append(f"{nb_path.name} raised")
                     error = re.sub(r"\x1b\[[0-9;]*m", "", str(res.get("error", "")))  # IPython's colours
@@ -543,7 +623,9 @@ def main(argv: list[str] | None = None) -> int:
         "python": meta["python_version"], "python_why": meta["python_why"], "torch": meta["torch"],
         "colab_torch": meta["colab_torch"], "torch_from": meta["torch_from"], "overrides": meta["overrides"],
         "install_seconds": install_seconds, "added_by_polybook": added, "install_problems": problems,
-        "chapters": {k: {"ok": v["ok"], "seconds": round(v["seconds"], 1)} for k, v in results.items()},
+        "emulated_cpu": EMULATED_CPU,
+        "chapters": {k: {"ok": v["ok"], "seconds": round(v["seconds"], 1), "differences": v.get("differences", [])}
+                     for k, v in results.items()},
         "failures": failures,
     }
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -551,7 +633,8 @@ def main(argv: list[str] | None = None) -> int:
     if failures:
         log("FAILED: " + "; ".join(failures))
         return 1
-    log("passed: every chapter ran in Colab's package versions, and installing polybook changed none of them")
+    log("passed: every chapter ran in Colab's package versions on an emulated AVX2 CPU and printed its committed "
+        "outputs, and installing polybook changed none of Colab's packages")
     return 0
 
 

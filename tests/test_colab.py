@@ -200,3 +200,40 @@ def test_every_chapter_runs_in_colabs_runtime(capsys):
         for line in out.splitlines():
             print(f"[colab runtime] {line}")
     assert proc.returncode == 0, out[-8000:]
+
+
+# --- the emulated-CPU comparison of the Colab run ---------------------------------------------------
+
+
+def _glued_values(nb) -> dict:
+    """What a kernel without myst-nb keeps in polybook.display.GLUED, read back from the committed glue outputs."""
+    prefix = colab_runtime.GLUE_PREFIX
+    return {out.metadata["scrapbook"]["name"]: {k[len(prefix):]: v for k, v in out.data.items()}
+            for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
+            if out.get("data") and all(k.startswith(prefix) for k in out.data)}
+
+
+def test_the_emulated_cpu_comparison_passes_the_committed_outputs_and_fails_a_changed_one(tmp_path):
+    import nbformat
+
+    committed = ROOT / "book" / "collisions.ipynb"
+    nb = nbformat.read(committed, as_version=4)
+    glued = _glued_values(nb)
+    assert glued, "the chapter glues values"
+    copy = tmp_path / committed.name
+    nbformat.write(nb, copy)
+    assert colab_runtime.compare_with_committed(committed, copy, glued) == []
+
+    # A printed number one digit off (what another CPU's rounding does): the comparison fails, naming the cell.
+    i, out = next((i, o) for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.execution_count
+                  and "NBVAL_IGNORE_OUTPUT" not in c.source for o in c.outputs if o.output_type == "stream")
+    out.text = out.text.replace("0", "1", 1) if "0" in out.text else out.text + "1"
+    nbformat.write(nb, copy)
+    problems = colab_runtime.compare_with_committed(committed, copy, glued)
+    assert len(problems) == 1 and problems[0].startswith(f"cell {i}:")
+
+    # A glued value (a number in the prose) that changed: also a failure, naming the key.
+    name = next(iter(glued))
+    changed = dict(glued, **{name: {"text/plain": "'changed'"}})
+    problems = colab_runtime.compare_with_committed(committed, committed, changed)
+    assert len(problems) == 1 and repr(name) in problems[0]

@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--sizes", default=None, metavar="IxNxM,...",
                        help="comma-separated sizes, e.g. 16x64x128,16x256x4096 (default: the standard set)")
     bench.add_argument("--min-seconds", type=float, default=1.0, help="time each measurement at least this long")
+    bench.add_argument("--end-to-end", action="store_true",
+                       help="time whole runs: `run collisions --scale book` against the plain baseline, where the "
+                            "time goes, and the run beside a busy competitor (a few minutes)")
+    bench.add_argument("--no-competitor", action="store_true", help="with --end-to-end: skip the busy-competitor run")
     show = sub.add_parser("show", help="print an experiment's config at a scale")
     show.add_argument("experiment")
     show.add_argument("--scale", choices=("book", "paper"), default="book")
@@ -91,8 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{name:<{width}}  {exp.summary}")
             return 0
         if args.command == "bench":
-            from .bench import BENCH_SIZES, format_table, run_benchmark
+            from .bench import BENCH_SIZES, end_to_end, format_table, run_benchmark
 
+            if args.end_to_end:
+                print(end_to_end(competitor=not args.no_competitor))
+                return 0
             sizes = _parse_sizes(args.sizes) if args.sizes else BENCH_SIZES
             rows = run_benchmark(sizes, device=args.device, min_seconds=args.min_seconds)
             print(format_table(rows))

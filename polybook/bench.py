@@ -19,17 +19,28 @@ Elementwise work (ReLU, the loss, L1, AdamW) is left out of both counts; the opt
 a polybook step is measured separately (``optimizer_ms``), since on small models it dominates.
 Where the device's FP32 peak is known (a few common GPUs) the table shows polybook's share of it.
 
-Run ``python -m polybook bench`` (add ``--device cuda`` on a GPU).
+Run ``python -m polybook bench`` (add ``--device cuda`` on a GPU). ``python -m polybook bench
+--end-to-end`` times whole runs instead: the book's collisions sweep as the command line runs it
+against the same sweep written the plain way, where polybook's time goes, and the run again
+beside a busy competitor (:func:`end_to_end`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from . import _numerics
 from .models import init_weights
 from .train import TrainConfig, _cpu_threads, _optimizer, resolve_device, train
 
@@ -202,4 +213,128 @@ def format_table(rows: Sequence[BenchRow]) -> str:
                  "optim. = the optimiser's share of a polybook step")
     ok = all(r.max_abs_diff <= AGREEMENT_ATOL for r in rows)
     lines.append(f"weights agree after 5 AdamW steps (max |dW| <= {AGREEMENT_ATOL:g}): {'yes' if ok else 'NO'}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- end to end
+
+#: The collisions run the end-to-end benchmark times (its book scale): what a reader runs first.
+END_TO_END_EXPERIMENT = "collisions"
+
+
+def baseline_collisions(out: str | None = None) -> dict:
+    """The book's collisions sweep written the plain way: for each width, :func:`baseline_train` from
+    the same initial weights as polybook's run, then the same counts. Returns ``{m: counts}``."""
+    from .experiments import get_experiment, summarise_width
+
+    cfg = get_experiment(END_TO_END_EXPERIMENT).scales["book"]
+    counts = {}
+    for j, m in enumerate(cfg.m):
+        tc = cfg.train_config(j)
+        W = baseline_train(init_weights(tc.instances, tc.n, tc.m, seed=tc.seed), tc.steps, tc.lr, tc.l1, torch.device("cpu"))
+        counts[m] = summarise_width(tc.n, m, _Result(W.cpu()))["polysemantic"]
+    if out:
+        with open(out, "w") as f:
+            f.write(json.dumps(counts))
+    return counts
+
+
+@dataclass
+class _Result:
+    """Just enough of a TrainResult for ``summarise_width``."""
+
+    W: torch.Tensor
+
+    @property
+    def losses(self) -> torch.Tensor:
+        return torch.zeros(1, self.W.shape[0])
+
+
+def _wall(cmd: Sequence[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(list(cmd), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def _polybook_parts() -> dict[str, float]:
+    """Seconds of each part of the book collisions run, measured in this process as the runner does it."""
+    from .experiments import Pieces, assemble_collisions, get_experiment, summarise_width, to_json, write_atomic
+
+    cfg = get_experiment(END_TO_END_EXPERIMENT).scales["book"]
+    parts = dict.fromkeys(("training steps", "of which the optimiser", "set-up of each run", "metrics", "files"), 0.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        pieces = Pieces(tmp, END_TO_END_EXPERIMENT, cfg)
+        for j, m in enumerate(cfg.m):
+            tc = cfg.train_config(j)
+            start = time.perf_counter()
+            res = train(tc, device="cpu", progress=False)
+            parts["set-up of each run"] += time.perf_counter() - start - res.seconds
+            parts["training steps"] += res.seconds
+            start = time.perf_counter()
+            summary = summarise_width(tc.n, m, res)
+            parts["metrics"] += time.perf_counter() - start
+            start = time.perf_counter()
+            pieces.put(f"m={m}", summary)
+            parts["files"] += time.perf_counter() - start
+            # The optimiser's share, timed on its own at this width for a tenth of the steps.
+            W = res.W.clone().requires_grad_(True)
+            opt = _optimizer(tc, W)
+            W.grad = torch.sign(W) * 1e-3
+            k = max(1, tc.steps // 10)
+            with torch.no_grad(), _cpu_threads(torch.device("cpu"), tc):
+                start = time.perf_counter()
+                for _ in range(k):
+                    opt.step()
+                parts["of which the optimiser"] += (time.perf_counter() - start) * tc.steps / k
+        start = time.perf_counter()
+        write_atomic(Path(tmp) / "result.json", to_json(assemble_collisions(cfg, [pieces.get(f"m={m}") for m in cfg.m])))
+        parts["files"] += time.perf_counter() - start
+    return parts
+
+
+@contextlib.contextmanager
+def busy_competitor() -> Iterator[None]:
+    """One other program keeping one core busy for the duration (a spinning Python loop)."""
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def end_to_end(competitor: bool = True) -> str:
+    """Time ``python -m polybook run collisions --scale book`` against the plain baseline, end to end.
+
+    Both are separate processes on the CPU, started the same way (interpreter, imports, the four
+    widths of 16 instances, the counts); polybook's run also writes its record and pieces. Also
+    prints where polybook's time goes (start-up, training steps and the optimiser's share of them,
+    per-run set-up, metrics, files) and, with ``competitor``, the same run while another program
+    keeps one core busy, as the ratio to the quiet run.
+    """
+    py = sys.executable
+    lines = [f"end to end, book-scale {END_TO_END_EXPERIMENT} on the CPU ({_numerics.cpu_name()}, "
+             f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}; {_numerics.describe().split(';')[0]})"]
+    with tempfile.TemporaryDirectory() as tmp:
+        run_cmd = [py, "-m", "polybook", "run", END_TO_END_EXPERIMENT, "--scale", "book", "--quiet"]
+        ours = _wall(run_cmd + ["--out", os.path.join(tmp, "a")])
+        base = _wall([py, "-c", f"from polybook.bench import baseline_collisions; baseline_collisions({os.path.join(tmp, 'b.json')!r})"])
+        same = json.loads(Path(tmp, "a", "result.json").read_text())["results"]["polysemantic"] == list(
+            json.loads(Path(tmp, "b.json").read_text()).values())
+        startup = _wall([py, "-c", "import polybook.experiments, polybook.collisions"])
+        lines += [f"  polybook run       {ours:8.1f} s",
+                  f"  plain baseline     {base:8.1f} s   (einsum on identity inputs, autograd, torch.optim.AdamW)",
+                  f"  speed-up           {base / ours:8.2f}x   (same counts: {'yes' if same else 'no, see the bench agreement check'})",
+                  "  where polybook's time goes:",
+                  f"    start-up (interpreter and imports) {startup:7.1f} s"]
+        parts = _polybook_parts()
+        for name, secs in parts.items():
+            lines.append(f"    {name:<34} {secs:7.1f} s")
+        rest = ours - startup - sum(v for k, v in parts.items() if k != "of which the optimiser")
+        lines.append(f"    {'the rest (config checks, records)':<34} {rest:7.1f} s")
+        if competitor:
+            with busy_competitor():
+                loaded = _wall(run_cmd + ["--out", os.path.join(tmp, "c")])
+            lines.append(f"  with one busy competitor: {loaded:.1f} s, {loaded / ours:.2f}x the quiet run")
     return "\n".join(lines)

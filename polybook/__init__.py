@@ -41,7 +41,7 @@ from .train import TrainConfig, TrainResult, device_report, resolve_device, samp
 # documented in its own module (tests/test_api_links.py checks both). The other names imported
 # here stay importable, for the command line, the tests and code written against earlier versions.
 __all__ = [
-    "EXPERIMENTS", "load_result", "run_experiment", "stored_result",
+    "EXPERIMENTS", "run_experiment", "stored_result",
     "BAND", "band_mask", "fourth_norm", "polysemantic_neurons", "polysemantic_neurons_by_mass",
     "polysemantic_neurons_by_response", "polysemantic_by_rule", "start_end_overlap", "winner_initial_rank", "winners",
     "init_weights", "loss_and_grad", "reconstruction_loss",

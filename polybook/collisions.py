@@ -33,9 +33,11 @@ from .experiments import (
     EXPERIMENTS,
     CollisionsConfig,
     Pieces,
+    ResultError,
     apply_overrides,
     load_result,
     register,
+    stored_result,
     summarise_collisions,
 )
 from .metrics import (
@@ -88,7 +90,8 @@ PAPER_COMMAND = "python -m polybook run collisions --scale paper --out book/resu
 
 #: Where :func:`load_paper_record` looks, relative to the working directory (the notebook's
 #: folder ``book/`` or the repository root).
-PAPER_PATHS = ("results/collisions-paper/result.json", "book/results/collisions-paper/result.json")
+PAPER_FOLDER = "collisions-paper"
+PAPER_PATHS = (f"results/{PAPER_FOLDER}/result.json", f"book/results/{PAPER_FOLDER}/result.json")
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -263,21 +266,29 @@ def plot_law(ax, record: dict, label: str = "measured", color: str | None = None
 def load_paper_record(path: str | Path | None = None) -> dict | None:
     """The stored paper-scale ``collisions`` record, or ``None`` when it has not been produced.
 
-    ``path`` is a ``result.json`` or its folder; by default the places in ``PAPER_PATHS``.
-    Raises ``ValueError`` when the file exists but is not a collisions record.
+    ``path`` is a ``result.json`` or its folder; by default the places in ``PAPER_PATHS``, and where
+    neither exists (a notebook alone in Colab) the released copy (:func:`~polybook.experiments.stored_result`),
+    ``None`` when it cannot be had. Raises ``ValueError`` when the file is not a collisions record.
 
     Introduced in the book: :ref:`law-measured` (chapter collisions).
     """
     candidates = [Path(path)] if path is not None else [Path(p) for p in PAPER_PATHS]
+    record = None
     for p in candidates:
         f = p / "result.json" if p.is_dir() else p
         if f.is_file():
             record = load_result(f)
-            if record.get("experiment") != "collisions" or "polysemantic" not in record.get("results", {}):
-                got = record.get("experiment")
-                raise ValueError(f"{f.name} must hold a 'collisions' record, got experiment {got!r}")
-            return record
-    return None
+            break
+    if record is None and path is None:  # alone in a fresh runtime (Colab): the released copy, if it can be had
+        try:
+            record = stored_result(PAPER_FOLDER)
+        except ResultError:
+            return None
+    if record is None:
+        return None
+    if record.get("experiment") != "collisions" or "polysemantic" not in record.get("results", {}):
+        raise ValueError(f"the paper-scale record must be a 'collisions' record, got experiment {record.get('experiment')!r}")
+    return record
 
 
 # --------------------------------------------------------------------------- the law over n

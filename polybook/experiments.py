@@ -46,7 +46,6 @@ __all__ = [
     "ResultError",
     "config_hash",
     "run_experiment",
-    "load_result",
     "stored_result",
     "Experiment",
     "CollisionsConfig",
@@ -675,8 +674,6 @@ def load_result(path: str | Path) -> dict:
 
     Raises :class:`ResultError` naming the file when it is missing, not valid JSON (truncated),
     lacks a field, or no longer matches its checksum (edited after it was written).
-
-    Introduced in the book: :doc:`/book/reproduce` (chapter reproduce).
     """
     path = Path(path)
     if path.is_dir():
@@ -711,6 +708,39 @@ def results_url() -> str:
     return os.environ.get(RESULTS_URL_ENV, "").strip() or default
 
 
+#: The stored results released with the book (the folders of ``book/results``): what a runtime without
+#: that folder (Colab) can fetch with :func:`stored_result` (``tests/test_stored_results.py`` keeps it current).
+STORED_RESULTS = ("architectures", "collisions-n", "collisions-paper", "cooccurrence", "interventions",
+                  "noise_width", "sae", "sparsification-paper", "winners")
+
+
+def release_file(name: str, timeout: float = 60.0) -> Path:
+    """The file ``book/results/NAME`` of this copy of the book, or downloaded once from the release.
+
+    Looks in ``results/`` (from the notebook's folder) and ``book/results/`` (from the root); otherwise
+    downloads ``results_url()/NAME`` into ``results/NAME`` (written atomically) and returns that path.
+    Raises :class:`ResultError` naming the URL when it cannot be read.
+    """
+    import urllib.request
+
+    for base in (Path("results"), Path("book") / "results"):
+        if (base / name).is_file():
+            return base / name
+    url, dest = f"{results_url()}/{name}", Path("results") / name
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            data = response.read()
+    except (OSError, ValueError) as err:
+        raise ResultError(f"{dest}: not in this copy of the book, and {url} could not be read ({err})") from None
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        raise ResultError(f"{url}: not UTF-8 text; nothing was saved") from None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(dest, text)
+    return dest
+
+
 def stored_result(folder: str, timeout: float = 60.0) -> dict:
     """The stored result ``book/results/FOLDER/result.json``, verified like :func:`load_result`.
 
@@ -722,23 +752,17 @@ def stored_result(folder: str, timeout: float = 60.0) -> dict:
 
     Introduced in the book: :ref:`sparsification-speed` (chapter regularisation).
     """
-    import urllib.request
-
-    for base in (Path("results"), Path("book") / "results"):
-        if (base / folder / "result.json").is_file():
-            return load_result(base / folder / "result.json")
-    url = f"{results_url()}/{folder}/result.json"
-    dest = Path("results") / folder / "result.json"
+    name = f"{folder}/result.json"
+    local = next((base / name for base in (Path("results"), Path("book") / "results") if (base / name).is_file()), None)
+    if local is not None:
+        return load_result(local)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            data = response.read()
-    except (OSError, ValueError) as err:
+        dest = release_file(name, timeout)
+    except ResultError as err:
         raise ResultError(
-            f"{dest}: not in this copy of the book, and {url} could not be read ({err}); make it with "
-            f"`python -m polybook run EXPERIMENT --scale book --out {dest.parent}` (the chapter names the experiment)"
+            f"{err}; make it with `python -m polybook run EXPERIMENT --scale book --out results/{folder}` "
+            "(the chapter names the experiment)"
         ) from None
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(dest, data.decode())
     try:
         return load_result(dest)
     except ResultError:

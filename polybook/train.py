@@ -259,24 +259,32 @@ class ThreadPicker:
 
     More threads pay on a quiet machine and collapse on a busy one: a step waits for every thread,
     and a thread that shares its core with another program arrives late at each of thousands of
-    steps. So the loop times :data:`PROBE` steps with each choice at the start and again every
-    ``PROBE_EVERY`` steps (the interval doubling, up to :data:`PROBE_MAX`, while the choice holds),
-    and keeps the faster. The choice never changes the numbers (:mod:`polybook._numerics`): it only
-    changes how long they take. Small problems (:data:`SMALL_WORK`) and other devices are left alone.
+    steps. So the loop times :data:`PROBE` steps with each choice (their median, robust to a lucky
+    or a slow step) at the start and again every ``PROBE_EVERY`` steps (the interval doubling, up to
+    :data:`PROBE_MAX`, while the choice holds), and keeps the faster. Between probes it watches its
+    own pace: when a window of :data:`WATCH` steps runs :data:`SLOWDOWN` times slower than the
+    probe measured (another program started), it probes again at once. The choice never changes
+    the numbers (:mod:`polybook._numerics`): only how long they take. Small problems
+    (:data:`SMALL_WORK`) and other devices are left alone.
     """
 
-    PROBE = 3
+    PROBE = 4
     PROBE_EVERY = 200
-    PROBE_MAX = 3200
+    PROBE_MAX = 1600
+    WATCH = 25
+    SLOWDOWN = 2.0
 
     def __init__(self, dev: torch.device, work: int) -> None:
         self.before = torch.get_num_threads()
         self.options = (1, self.before) if dev.type == "cpu" and self.before > 1 and work >= SMALL_WORK else ()
         self.interval, self.next_probe, self.probe_start = self.PROBE_EVERY, 0, None
-        self.times: dict[int, float] = {}
+        self.times: dict[int, list[float]] = {}
         self.chosen = self.before
+        self.expected = math.inf  # seconds per step of the chosen option, as last probed
         self.history: list[int] = []  # the choice after each probe (for tests and the benchmark)
-        self._t0 = 0.0
+        self._t0 = self._window_start = 0.0
+        self._window = 0
+        self.clock = time.perf_counter  # replaceable, for tests
 
     def start(self, t: int) -> None:
         if not self.options:
@@ -284,21 +292,31 @@ class ThreadPicker:
         if self.probe_start is None and t >= self.next_probe:
             self.probe_start, self.times = t, {}
         if self.probe_start is not None:
-            k = (t - self.probe_start) // self.PROBE
-            torch.set_num_threads(self.options[k])
-        self._t0 = time.perf_counter()
+            torch.set_num_threads(self.options[(t - self.probe_start) // self.PROBE])
+        self._t0 = self.clock()
 
     def stop(self, t: int) -> None:
-        if not self.options or self.probe_start is None:
+        if not self.options:
             return
-        dt = time.perf_counter() - self._t0
-        k = (t - self.probe_start) // self.PROBE
-        option = self.options[k]
-        self.times[option] = min(self.times.get(option, math.inf), dt)
+        now = self.clock()
+        if self.probe_start is None:  # watch the pace between probes
+            if self._window == 0:
+                self._window_start = self._t0
+            self._window += 1
+            if self._window == self.WATCH:
+                pace = (now - self._window_start) / self.WATCH
+                self._window = 0
+                if pace > self.SLOWDOWN * self.expected:
+                    self.next_probe, self.interval = t + 1, self.PROBE_EVERY
+            return
+        option = self.options[(t - self.probe_start) // self.PROBE]
+        self.times.setdefault(option, []).append(now - self._t0)
         if t + 1 == self.probe_start + self.PROBE * len(self.options):
-            best = min(self.options, key=lambda o: self.times[o])
+            median = {o: sorted(v)[len(v) // 2] for o, v in self.times.items()}
+            best = min(self.options, key=lambda o: median[o])
             self.interval = min(2 * self.interval, self.PROBE_MAX) if best == self.chosen else self.PROBE_EVERY
-            self.chosen, self.probe_start, self.next_probe = best, None, t + 1 + self.interval
+            self.chosen, self.expected = best, median[best]
+            self.probe_start, self.next_probe, self._window = None, t + 1 + self.interval, 0
             self.history.append(best)
             torch.set_num_threads(best)
 

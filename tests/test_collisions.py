@@ -76,8 +76,11 @@ def _synthetic_record(n=16, ms=(16, 32, 64), instances=4):
 
 
 def test_paper_record_is_loaded_when_present_and_none_otherwise(tmp_path, monkeypatch):
+    from polybook.experiments import RESULTS_URL_ENV
+
     monkeypatch.chdir(tmp_path)
-    assert co.load_paper_record() is None
+    monkeypatch.setenv(RESULTS_URL_ENV, (tmp_path / "empty-release").as_uri())
+    assert co.load_paper_record() is None  # neither beside the notebook nor in the release
     folder = tmp_path / "results" / "collisions-paper"
     folder.mkdir(parents=True)
     record = _synthetic_record()
@@ -102,6 +105,23 @@ def test_paper_record_is_found_from_the_repository_root_too(tmp_path, monkeypatc
     folder.mkdir(parents=True)
     (folder / "result.json").write_text(json.dumps(_synthetic_record()))
     assert co.load_paper_record()["scale"] == "paper"
+
+
+def test_paper_record_alone_in_a_fresh_runtime_comes_from_the_release(tmp_path, monkeypatch):
+    # Colab: the notebook runs alone in an empty folder. Fails if the chapter then reports no
+    # paper-scale run (and a different verdict) although the release has one.
+    from polybook.experiments import RESULTS_URL_ENV
+
+    release = tmp_path / "release" / "collisions-paper"
+    release.mkdir(parents=True)
+    record = _synthetic_record()
+    (release / "result.json").write_text(json.dumps(record))
+    work = tmp_path / "colab"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv(RESULTS_URL_ENV, (tmp_path / "release").as_uri())
+    assert co.load_paper_record() == record
+    assert (work / "results" / "collisions-paper" / "result.json").is_file()
 
 
 def test_loading_a_record_of_another_experiment_is_an_error(tmp_path):

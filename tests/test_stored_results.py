@@ -24,6 +24,13 @@ REPLAYED_ELSEWHERE = {
 }
 
 
+def test_the_released_list_names_every_stored_result():
+    # Fails when a folder is added to book/results without STORED_RESULTS (Colab could not fetch it).
+    from polybook.experiments import STORED_RESULTS
+
+    assert sorted(STORED_RESULTS) == sorted(p.parent.name for p in STORED)
+
+
 def test_every_stored_result_has_a_replay():
     for path in STORED:
         name = json.loads(path.read_text())["experiment"]

@@ -168,3 +168,40 @@ def test_a_late_import_warns_that_the_mode_is_not_in_force():
     if _numerics.numerics()["in_force"] is None:
         pytest.skip("this torch build carries no MKL")
     assert "WARNED" in out.stdout and "MKL_CBWR=COMPATIBLE" in out.stdout, out.stdout + out.stderr
+
+
+def test_thread_picker_probes_again_when_its_pace_drops():
+    # A fake clock: each step lasts what `step_ms` says for the thread count in force.
+    clock = [0.0]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        picker = ThreadPicker(torch.device("cpu"), SMALL_WORK)
+        picker.clock = lambda: clock[0]
+
+        def run(t, step_ms):
+            picker.start(t)
+            clock[0] += step_ms[torch.get_num_threads()] / 1e3
+            picker.stop(t)
+
+        quiet, busy = {1: 1.0, 2: 0.5}, {1: 1.1, 2: 8.0}
+        t = 0
+        for _ in range(2 * ThreadPicker.PROBE):
+            run(t, quiet)
+            t += 1
+        assert picker.history == [2] and picker.probe_start is None
+        for _ in range(3 * ThreadPicker.WATCH):  # the quiet pace: no new probe
+            run(t, quiet)
+            t += 1
+        assert picker.next_probe > t
+        for _ in range(ThreadPicker.WATCH):  # another program takes a core: 16x slower on two threads
+            run(t, busy)
+            t += 1
+        assert picker.next_probe == t  # fails if the slowdown went unnoticed until the next scheduled probe
+        for _ in range(2 * ThreadPicker.PROBE):
+            run(t, busy)
+            t += 1
+        assert picker.history == [2, 1]  # fails if the probe kept two threads on the busy machine
+        picker.close()
+    finally:
+        torch.set_num_threads(before)

@@ -260,7 +260,7 @@ class ThreadPicker:
     More threads pay on a quiet machine and collapse on a busy one: a step waits for every thread,
     and a thread that shares its core with another program arrives late at each of thousands of
     steps. So the loop times :data:`PROBE` steps with each choice (their median, robust to a lucky
-    or a slow step) at the start and again every ``PROBE_EVERY`` steps (the interval doubling, up to
+    or a slow step; more threads must be :data:`MARGIN` times faster to be chosen) at the start and again every ``PROBE_EVERY`` steps (the interval doubling, up to
     :data:`PROBE_MAX`, while the choice holds), and keeps the faster. Between probes it watches its
     own pace: when a window of :data:`WATCH` steps runs :data:`SLOWDOWN` times slower than the
     probe measured (another program started), it probes again at once. The choice never changes
@@ -273,6 +273,7 @@ class ThreadPicker:
     PROBE_MAX = 1600
     WATCH = 25
     SLOWDOWN = 2.0
+    MARGIN = 1.25
 
     def __init__(self, dev: torch.device, work: int) -> None:
         self.before = torch.get_num_threads()
@@ -313,7 +314,9 @@ class ThreadPicker:
         self.times.setdefault(option, []).append(now - self._t0)
         if t + 1 == self.probe_start + self.PROBE * len(self.options):
             median = {o: sorted(v)[len(v) // 2] for o, v in self.times.items()}
-            best = min(self.options, key=lambda o: median[o])
+            # More threads must win clearly: a narrow win in a probe turns into a loss over the next
+            # thousand steps as soon as the other program's share of the cores shifts.
+            best = self.options[-1] if median[self.options[-1]] * self.MARGIN < median[1] else 1
             self.interval = min(2 * self.interval, self.PROBE_MAX) if best == self.chosen else self.PROBE_EVERY
             self.chosen, self.expected = best, median[best]
             self.probe_start, self.next_probe, self._window = None, t + 1 + self.interval, 0

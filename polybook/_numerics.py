@@ -10,9 +10,10 @@ environment variable ``MKL_CBWR`` before MKL first runs. Importing polybook sets
 set already), so a chapter gives the same numbers on a reader's machine as on the one that made
 its committed outputs.
 
-The price: that branch does not use the wide vector units, so large matrix products are about
-half as fast (``python -m polybook bench`` prints what it costs on your machine). Training at the
-book's sizes is dominated by small products and per-step overheads, where it costs less.
+The price: that branch does not use the wide vector units. On an AMD EPYC its float32 products at
+the book's sizes are 2 to 2.5 times slower, and the book's collisions run takes twice as long
+(``python -m polybook bench --end-to-end`` measures it on your machine; ``MKL_CBWR=AUTO`` set before
+Python starts gives the speed back and the bitwise reproducibility up).
 
 Where CNR cannot apply (no MKL: ARM machines such as Apple silicon, and GPUs), results are the
 same in distribution but not bitwise; :func:`numerics` says which case a machine is in.

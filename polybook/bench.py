@@ -22,7 +22,7 @@ Where the device's FP32 peak is known (a few common GPUs) the table shows polybo
 Run ``python -m polybook bench`` (add ``--device cuda`` on a GPU). ``python -m polybook bench
 --end-to-end`` times whole runs instead: the book's collisions sweep as the command line runs it
 against the same sweep written the plain way, where polybook's time goes, and the run again
-beside a busy competitor (:func:`end_to_end`).
+beside a busy competitor (``end_to_end``).
 """
 
 from __future__ import annotations

@@ -742,7 +742,7 @@ def release_file(name: str, timeout: float = 60.0) -> Path:
 
 
 def stored_result(folder: str, timeout: float = 60.0) -> dict:
-    """The stored result ``book/results/FOLDER/result.json``, verified like :func:`load_result`.
+    """The stored result ``book/results/FOLDER/result.json``, verified like ``load_result``.
 
     A chapter runs beside its results in a clone of the repository (``results/FOLDER`` from the
     notebook's folder, ``book/results/FOLDER`` from the root), but alone in Colab. There the file

@@ -222,12 +222,18 @@ def format_table(rows: Sequence[BenchRow]) -> str:
 END_TO_END_EXPERIMENT = "collisions"
 
 
-def baseline_collisions(out: str | None = None) -> dict:
+def _config(overrides: Sequence[str] = ()):
+    from .experiments import apply_overrides, get_experiment
+
+    return apply_overrides(get_experiment(END_TO_END_EXPERIMENT).scales["book"], list(overrides))
+
+
+def baseline_collisions(out: str | None = None, overrides: Sequence[str] = ()) -> dict:
     """The book's collisions sweep written the plain way: for each width, :func:`baseline_train` from
     the same initial weights as polybook's run, then the same counts. Returns ``{m: counts}``."""
-    from .experiments import get_experiment, summarise_width
+    from .experiments import summarise_width
 
-    cfg = get_experiment(END_TO_END_EXPERIMENT).scales["book"]
+    cfg = _config(overrides)
     counts = {}
     for j, m in enumerate(cfg.m):
         tc = cfg.train_config(j)
@@ -256,11 +262,11 @@ def _wall(cmd: Sequence[str]) -> float:
     return time.perf_counter() - start
 
 
-def _polybook_parts() -> dict[str, float]:
+def _polybook_parts(overrides: Sequence[str] = ()) -> dict[str, float]:
     """Seconds of each part of the book collisions run, measured in this process as the runner does it."""
-    from .experiments import Pieces, assemble_collisions, get_experiment, summarise_width, to_json, write_atomic
+    from .experiments import Pieces, assemble_collisions, summarise_width, to_json, write_atomic
 
-    cfg = get_experiment(END_TO_END_EXPERIMENT).scales["book"]
+    cfg = _config(overrides)
     parts = dict.fromkeys(("training steps", "of which the optimiser", "set-up of each run", "metrics", "files"), 0.0)
     with tempfile.TemporaryDirectory() as tmp:
         pieces = Pieces(tmp, END_TO_END_EXPERIMENT, cfg)
@@ -304,22 +310,25 @@ def busy_competitor() -> Iterator[None]:
         proc.wait()
 
 
-def end_to_end(competitor: bool = True) -> str:
+def end_to_end(competitor: bool = True, overrides: Sequence[str] = ()) -> str:
     """Time ``python -m polybook run collisions --scale book`` against the plain baseline, end to end.
 
     Both are separate processes on the CPU, started the same way (interpreter, imports, the four
     widths of 16 instances, the counts); polybook's run also writes its record and pieces. Also
     prints where polybook's time goes (start-up, training steps and the optimiser's share of them,
     per-run set-up, metrics, files) and, with ``competitor``, the same run while another program
-    keeps one core busy, as the ratio to the quiet run.
+    keeps one core busy, as the ratio to the quiet run. ``overrides`` (``KEY=VALUE`` as for ``--set``)
+    change the config of both, e.g. for a quick test.
     """
     py = sys.executable
     lines = [f"end to end, book-scale {END_TO_END_EXPERIMENT} on the CPU ({_numerics.cpu_name()}, "
              f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}; {_numerics.describe().split(';')[0]})"]
     with tempfile.TemporaryDirectory() as tmp:
-        run_cmd = [py, "-m", "polybook", "run", END_TO_END_EXPERIMENT, "--scale", "book", "--quiet"]
+        sets = [arg for o in overrides for arg in ("--set", o)]
+        run_cmd = [py, "-m", "polybook", "run", END_TO_END_EXPERIMENT, "--scale", "book", "--quiet", *sets]
         ours = _wall(run_cmd + ["--out", os.path.join(tmp, "a")])
-        base = _wall([py, "-c", f"from polybook.bench import baseline_collisions; baseline_collisions({os.path.join(tmp, 'b.json')!r})"])
+        base = _wall([py, "-c", "from polybook.bench import baseline_collisions; "
+                      f"baseline_collisions({os.path.join(tmp, 'b.json')!r}, {list(overrides)!r})"])
         record = json.loads(Path(tmp, "a", "result.json").read_text())
         theirs = list(json.loads(Path(tmp, "b.json").read_text()).values())
         differ = sum(a != b for ours_m, base_m in zip(record["results"]["polysemantic"], theirs)
@@ -335,7 +344,7 @@ def end_to_end(competitor: bool = True) -> str:
                   f"  of polybook's {ours:.1f} s: {inside:.1f} s inside the experiment runner, {ours - inside:.1f} s "
                   "start-up (interpreter, imports, config checks) and writing the record",
                   "  where the runner's time goes (a second run, in this process):"]
-        parts = _polybook_parts()
+        parts = _polybook_parts(overrides)
         for name, secs in parts.items():
             lines.append(f"    {name:<34} {secs:7.1f} s")
         if competitor:

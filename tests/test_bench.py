@@ -29,3 +29,26 @@ def test_bench_row_reports_agreement_and_positive_timings():
 def test_bench_cli_rejects_malformed_sizes():
     res = subprocess.run([sys.executable, "-m", "polybook", "bench", "--sizes", "16x64"], capture_output=True, text=True)
     assert res.returncode == 2 and "sizes must look like 16x64x128" in res.stderr
+
+
+def test_end_to_end_times_both_runs_breaks_the_time_down_and_loads_a_competitor():
+    from polybook.bench import end_to_end
+
+    # A tiny sweep (seconds): fails if a part of the report is missing or a process errors out.
+    report = end_to_end(competitor=True, overrides=["n=8", "m=8,16", "instances=2", "steps=60"])
+    for part in ("polybook run", "plain baseline", "speed-up", "counts that differ:", "inside the experiment runner",
+                 "training steps", "of which the optimiser", "metrics", "files", "with one busy competitor:"):
+        assert part in report, (part, report)
+    assert "MKL_CBWR=COMPATIBLE" in report or "no MKL" in report
+
+
+def test_the_busy_competitor_is_stopped_afterwards():
+    import subprocess
+
+    from polybook.bench import busy_competitor
+
+    with busy_competitor():
+        pass
+    # no stray spinning interpreter is left behind
+    out = subprocess.run(["pgrep", "-f", "while True: pass"], capture_output=True, text=True).stdout.split()
+    assert not out, out

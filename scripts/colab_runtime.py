@@ -615,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"   executed copies: {workdir}")
             probes = [r["probe"] for r in results.values() if r.get("probe")]
             if probes:
-                log("   in the kernel: " + ", ".join(f"{k} {v}" for k, v in probes[0].items() if k not in ("executable", "polybook_file")))
+                log("   in the kernel: " + ", ".join(f"{k} {v}" for k, v in probes[0].items() if k not in ("executable", "polybook_file", "glued")))
 
     total = sum(r["seconds"] for r in results.values())
     log(f"== chapters: {total:.0f} s in all; whole run {time.perf_counter() - t0:.0f} s")

@@ -26,6 +26,7 @@ checks a whole run). That is what lets :func:`polybook.train.train` pick its thr
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 import warnings
@@ -43,20 +44,26 @@ import torch  # noqa: E402  (after the variable, on purpose)
 _MKL_AUTO = 1
 
 
-def _mkl_branch() -> int | None:
-    """MKL's current CNR branch, or ``None`` where torch carries no MKL (or does not export it)."""
+@functools.lru_cache(maxsize=1)
+def _cbwr_get():
+    """MKL's ``mkl_serv_cbwr_get`` from torch's CPU library, or ``None`` where torch carries no MKL."""
     folder = os.path.join(os.path.dirname(torch.__file__), "lib")
     for name in ("libtorch_cpu.so", "libtorch_cpu.dylib", "torch_cpu.dll"):
         path = os.path.join(folder, name)
-        if not os.path.exists(path):
-            continue
-        try:
-            get = ctypes.CDLL(path).mkl_serv_cbwr_get
-        except (OSError, AttributeError):
-            return None
-        get.restype, get.argtypes = ctypes.c_int, [ctypes.c_int]
-        return int(get(1))  # 1 = MKL_CBWR_BRANCH: which branch is in force
+        if os.path.exists(path):
+            try:
+                get = ctypes.CDLL(path).mkl_serv_cbwr_get
+            except (OSError, AttributeError):
+                return None
+            get.restype, get.argtypes = ctypes.c_int, [ctypes.c_int]
+            return get
     return None
+
+
+def _mkl_branch() -> int | None:
+    """MKL's current CNR branch, or ``None`` where torch carries no MKL (or does not export it)."""
+    get = _cbwr_get()
+    return None if get is None else int(get(1))  # 1 = MKL_CBWR_BRANCH: which branch is in force
 
 
 def cpu_name() -> str:

@@ -714,6 +714,11 @@ STORED_RESULTS = ("architectures", "collisions-n", "collisions-paper", "cooccurr
                   "noise_width", "sae", "sparsification-paper", "winners")
 
 
+def _local_release_file(name: str) -> Path | None:
+    """``results/NAME`` (beside a notebook) or ``book/results/NAME`` (from the root), whichever exists."""
+    return next((base / name for base in (Path("results"), Path("book") / "results") if (base / name).is_file()), None)
+
+
 def release_file(name: str, timeout: float = 60.0) -> Path:
     """The file ``book/results/NAME`` of this copy of the book, or downloaded once from the release.
 
@@ -723,9 +728,9 @@ def release_file(name: str, timeout: float = 60.0) -> Path:
     """
     import urllib.request
 
-    for base in (Path("results"), Path("book") / "results"):
-        if (base / name).is_file():
-            return base / name
+    local = _local_release_file(name)
+    if local is not None:
+        return local
     url, dest = f"{results_url()}/{name}", Path("results") / name
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -753,8 +758,8 @@ def stored_result(folder: str, timeout: float = 60.0) -> dict:
     Introduced in the book: :ref:`sparsification-speed` (chapter regularisation).
     """
     name = f"{folder}/result.json"
-    local = next((base / name for base in (Path("results"), Path("book") / "results") if (base / name).is_file()), None)
-    if local is not None:
+    local = _local_release_file(name)
+    if local is not None:  # this copy's own file: never deleted, even when it fails its check
         return load_result(local)
     try:
         dest = release_file(name, timeout)

@@ -260,8 +260,9 @@ class ThreadPicker:
     More threads pay on a quiet machine and collapse on a busy one: a step waits for every thread,
     and a thread that shares its core with another program arrives late at each of thousands of
     steps. So the loop times :data:`PROBE` steps with each choice (their median, robust to a lucky
-    or a slow step; more threads must be :data:`MARGIN` times faster to be chosen) at the start and again every ``PROBE_EVERY`` steps (the interval doubling, up to
-    :data:`PROBE_MAX`, while the choice holds), and keeps the faster. Between probes it watches its
+    or a slow step) at the start and again every ``PROBE_EVERY`` steps (the interval doubling, up
+    to :data:`PROBE_MAX`, while the choice holds), and keeps the faster; more threads must be
+    :data:`MARGIN` times faster to be chosen. Between probes it watches its
     own pace: when a window of :data:`WATCH` steps runs :data:`SLOWDOWN` times slower than the
     probe measured (another program started), it probes again at once. The choice never changes
     the numbers (:mod:`polybook._numerics`): only how long they take. Small problems

@@ -77,7 +77,6 @@ __all__ = [
     "two_feature_start",
     "run_setting",
     "summarise_weights",
-    "markdown_table",
     "birthday_figure",
     "birthday_explorer",
     "SlopeFit",
@@ -667,28 +666,6 @@ def summarise_weights(W: torch.Tensor, final_loss: torch.Tensor | None = None,
     if W0 is not None:
         row["leader"] = float((winner_initial_rank(W0, W) == 0).double().mean())
     return row
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
-    """A GitHub/MyST pipe table; floats are written with 3 significant digits (whole above 1000).
-
-    Introduced in the book: :ref:`birthday` (chapter collisions).
-
-    Examples
-    --------
-    >>> print(markdown_table(["a", "b"], [[1, 0.12345]]))
-    | a | b |
-    |---|---|
-    | 1 | 0.123 |
-    """
-    def fmt(v):
-        if isinstance(v, float):
-            return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
-        return str(v)
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- the birthday problem

@@ -10,7 +10,10 @@ notebook's outputs, and so the built book and the nbval comparison, are exactly 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+__all__ = ["glue", "markdown_table", "GLUED"]
 
 #: Every value glued in this session, by name (also when myst-nb does the gluing).
 GLUED: dict[str, Any] = {}
@@ -45,3 +48,25 @@ def glue(name: str, variable: Any, display: bool = True) -> None:
         from IPython.display import display as show
 
         show(variable)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+    """A GitHub/MyST pipe table; floats are written with 3 significant digits (whole above 1000).
+
+    Introduced in the book: :ref:`birthday` (chapter collisions).
+
+    Examples
+    --------
+    >>> print(markdown_table(["a", "b"], [[1, 0.12345]]))
+    | a | b |
+    |---|---|
+    | 1 | 0.123 |
+    """
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)

@@ -329,27 +329,30 @@ class ThreadPicker:
             torch.set_num_threads(self.before)
 
 
-def check_finite(W: torch.Tensor, recent_losses: torch.Tensor, step: int, cfg, desc: str | None) -> None:
+def check_finite(W: torch.Tensor, recent_losses: torch.Tensor, step: int, cfg, desc: str | None,
+                 steps: int | None = None) -> None:
     """Raise :class:`Diverged` when ``W`` or the recent ``(steps, instances)`` losses hold a NaN or an infinity.
 
-    ``cfg`` is the run's config (any with ``steps`` and ``lr``), which names the settings to lower.
+    ``cfg`` is the run's settings (any object with ``lr`` and perhaps ``l1``, ``sigma``,
+    ``init_std``), which names the settings to lower; ``steps`` is the run's length (default ``cfg.steps``).
     """
+    steps = cfg.steps if steps is None else steps
     bad = ~torch.isfinite(W).flatten(1).all(dim=1) | ~torch.isfinite(recent_losses).all(dim=0)  # (instances,)
     if bool(bad.any()):
         instance = int(bad.nonzero()[0, 0])
         raise Diverged(
-            desc, f"diverged by step {step} of {cfg.steps} (instance {instance}): "
+            desc, f"diverged by step {step} of {steps} (instance {instance}): "
             f"the loss or the weights became NaN or infinite; {divergence_hint(cfg)}",
-            step, cfg.steps, instance,
+            step, steps, instance,
         )
 
 
 def divergence_hint(cfg) -> str:
     """Which settings to lower after a divergence, with their values."""
-    hints = [f"lr (now {cfg.lr:g})"]
+    hints = [f"lr (now {cfg.lr:g})"] if getattr(cfg, "lr", None) is not None else []
     hints += [f"{k} (now {v:g})" for k in ("l1", "sigma", "init_std")
               if (v := getattr(cfg, k, None)) is not None and v >= 1]
-    return "lower " + " or ".join(hints)
+    return "lower " + " or ".join(hints) if hints else "check the settings"
 
 
 def train_memory_bytes(cfg: TrainConfig, snapshots: int = 0) -> int:
@@ -402,17 +405,101 @@ def check_fits(need: int, device: torch.device | str, what: str) -> None:
         )
 
 
-def _optimizer(cfg: TrainConfig, W: torch.Tensor) -> torch.optim.Optimizer:
-    """AdamW or SGD for ``W``; AdamW runs PyTorch's fused kernel (one pass over the weights per step).
+#: Offset added to a run's seed for its second generator (noise, minibatches, resampling), so the
+#: stream never repeats the initial weights' draw.
+STREAM_OFFSET = 1_000_003
 
-    On the CPU and on CUDA alike the fused kernel is elementwise, so its result does not depend on
-    the thread count or the CPU's vector width (``tests/test_train.py``); MPS keeps the reference one.
+
+def seeded_generator(seed: int, device: torch.device | str = "cpu", offset: int = STREAM_OFFSET) -> torch.Generator:
+    """The generator of a run's random stream on ``device``: seeded with ``seed + offset``."""
+    return torch.Generator(device=device).manual_seed(seed + offset)
+
+
+def make_optimizer(params, optimizer: str = "adamw", lr: float = 1e-3, weight_decay: float = 0.0, *,
+                   fused: bool | None = None) -> torch.optim.Optimizer:
+    """The optimiser of every polybook loop: ``"adamw"``, ``"adam"`` or ``"sgd"`` (plain gradient descent).
+
+    Introduced in the book: :ref:`sparsification-speed` (chapter regularisation).
+
+    ``fused=None`` runs PyTorch's fused Adam kernel (one pass over the weights per step) on the
+    CPU and on CUDA, the reference one elsewhere; ``fused=False`` always runs the reference
+    (single-tensor) kernel. Both kernels are elementwise, so neither depends on the thread count or
+    on the CPU's vector width (``tests/test_train.py``); they round differently from each other, so
+    a loop keeps the kernel its stored results were made with.
+
+    >>> W = torch.zeros(2, 3, requires_grad=True)
+    >>> type(make_optimizer([W], "sgd", lr=0.1)).__name__
+    'SGD'
     """
-    if cfg.optimizer == "adamw":
-        fused = W.device.type in ("cpu", "cuda")
-        return torch.optim.AdamW([W], lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                 **({"fused": True} if fused else {"foreach": False}))
-    return torch.optim.SGD([W], lr=cfg.lr)
+    params = list(params)
+    check.choice("optimizer", optimizer, OPTIMIZERS + ("adam",))
+    check.number("lr", lr, 0.0, strict=True)
+    check.number("weight_decay", weight_decay)
+    if optimizer == "sgd":
+        if weight_decay:
+            check.fail("weight_decay", weight_decay, "0 with optimizer 'sgd' (plain gradient descent)")
+        return torch.optim.SGD(params, lr=lr)
+    use_fused = fused if fused is not None else all(p.device.type in ("cpu", "cuda") for p in params)
+    kernel = {"fused": True} if use_fused else {"foreach": False}
+    if optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **kernel)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **kernel)
+
+
+def _optimizer(cfg: TrainConfig, W: torch.Tensor) -> torch.optim.Optimizer:
+    """:func:`make_optimizer` for ``W`` with the optimiser, lr and weight decay of ``cfg``."""
+    return make_optimizer([W], cfg.optimizer, cfg.lr, cfg.weight_decay)
+
+
+def run_steps(
+    step: Callable[[int], torch.Tensor],
+    steps: int,
+    *,
+    device: torch.device,
+    watch: Callable[[], Iterable[torch.Tensor]],
+    instances: int,
+    settings=None,
+    desc: str | None = None,
+    progress: bool = False,
+    work: int | None = None,
+    after: Callable[[int], None] | None = None,
+    autograd: bool = False,
+) -> torch.Tensor:
+    """The one loop scaffold: run ``step(t)`` for ``t = 0..steps-1`` and return the losses.
+
+    Introduced in the book: :ref:`sparsification-speed` (chapter regularisation).
+
+    ``step(t)`` makes one update and returns the ``(instances,)`` loss measured before it. Around
+    the steps the scaffold does what every loop needs: the progress bar (``progress``, ``desc``),
+    the thread rule on a CPU (one thread for a loop of small steps, the default; with ``work``,
+    the multiply-adds of one step, one thread below :data:`SMALL_WORK` and otherwise
+    :class:`ThreadPicker`), gradients off unless ``autograd``, and every :data:`CHECK_EVERY`
+    steps and after the last a check that the losses and every tensor of ``watch()`` (each with
+    the instances first) are finite, raising :class:`Diverged` that names the instance and the
+    settings of ``settings`` to lower. ``after(t)`` runs after update ``t`` (snapshots, schedules).
+
+    Returns the ``(steps, instances)`` losses on ``device``.
+    """
+    losses = torch.empty(steps, instances, device=device)
+    if work is None:
+        threads: contextlib.AbstractContextManager = one_cpu_thread(device)
+        picker = ThreadPicker(device, 0)
+    else:
+        threads = one_cpu_thread(device, work < SMALL_WORK)
+        picker = ThreadPicker(device, work)
+    grad_mode = contextlib.nullcontext() if autograd else torch.no_grad()
+    with grad_mode, threads, contextlib.closing(picker):
+        for t in tqdm(range(steps), desc=desc, disable=not progress, file=sys.stderr, mininterval=0.5, leave=False):
+            picker.start(t)
+            losses[t] = step(t)
+            picker.stop(t)
+            if after is not None:
+                after(t)
+            if (t + 1) % CHECK_EVERY == 0 or t + 1 == steps:
+                recent = losses[max(0, t + 1 - CHECK_EVERY):t + 1]
+                for tensor in watch():
+                    check_finite(tensor.detach(), recent, t + 1, settings, desc, steps)
+    return losses
 
 
 def train(
@@ -494,38 +581,35 @@ def train(
 
     W = W0.detach().to(device=dev, dtype=torch.float32).clone().requires_grad_(True)
     opt = _optimizer(cfg, W)
-    gen = torch.Generator(device=dev).manual_seed(cfg.seed + 1_000_003)
-    losses = torch.empty(cfg.steps, cfg.instances, device=dev)
+    gen = seeded_generator(cfg.seed, dev)
     snapshots: dict[int, torch.Tensor] = {}
     noise_shape = (1, 1, cfg.m) if cfg.noise_shared else (cfg.instances, cfg.n, cfg.m)
 
+    def step(t: int) -> torch.Tensor:
+        if cfg.noise == "none":
+            loss, grad = loss_and_grad(W, cfg.l1, None, cfg.interference)
+        else:
+            loss, grad = 0.0, 0.0
+            for _ in range(cfg.noise_draws):
+                xi = sample_noise(cfg.noise, cfg.sigma, noise_shape, gen, dev)
+                l_d, g_d = loss_and_grad(W, cfg.l1, xi, cfg.interference)
+                loss, grad = loss + l_d, grad + g_d
+            if cfg.noise_draws > 1:
+                loss, grad = loss / cfg.noise_draws, grad / cfg.noise_draws
+        W.grad = grad * keep if neuron_mask is not None else grad
+        opt.step()
+        return loss
+
+    def snapshot(t: int) -> None:
+        if t + 1 in wanted:
+            snapshots[t + 1] = record(W).detach().cpu()
+
     start = time.perf_counter()
-    picker = ThreadPicker(dev, cfg.instances * cfg.n * cfg.n * cfg.m)
-    with torch.no_grad(), _cpu_threads(dev, cfg), contextlib.closing(picker):
-        if 0 in wanted:
+    if 0 in wanted:
+        with torch.no_grad():
             snapshots[0] = record(W).detach().cpu()
-        for t in tqdm(range(cfg.steps), desc=desc, disable=not progress, file=sys.stderr, mininterval=0.5, leave=False):
-            picker.start(t)
-            if cfg.noise == "none":
-                loss, grad = loss_and_grad(W, cfg.l1, None, cfg.interference)
-            else:
-                loss, grad = 0.0, 0.0
-                for _ in range(cfg.noise_draws):
-                    xi = sample_noise(cfg.noise, cfg.sigma, noise_shape, gen, dev)
-                    l_d, g_d = loss_and_grad(W, cfg.l1, xi, cfg.interference)
-                    loss, grad = loss + l_d, grad + g_d
-                if cfg.noise_draws > 1:
-                    loss, grad = loss / cfg.noise_draws, grad / cfg.noise_draws
-            losses[t] = loss
-            if neuron_mask is not None:
-                grad = grad * keep
-            W.grad = grad
-            opt.step()
-            picker.stop(t)
-            if (t + 1) % CHECK_EVERY == 0 or t + 1 == cfg.steps:
-                check_finite(W, losses[max(0, t + 1 - CHECK_EVERY):t + 1], t + 1, cfg, desc)
-            if t + 1 in wanted:
-                snapshots[t + 1] = record(W).detach().cpu()
+    losses = run_steps(step, cfg.steps, device=dev, watch=lambda: (W,), instances=cfg.instances, settings=cfg,
+                       desc=desc, progress=progress, work=cfg.instances * cfg.n * cfg.n * cfg.m, after=snapshot)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start

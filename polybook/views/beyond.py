@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from . import beyond as bb
-from .plots import PALETTE
+from ..plots import PALETTE
 
 __all__ = ["plot_architectures", "plot_sae", "explorer_figure", "explorer"]
 

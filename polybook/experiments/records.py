@@ -1,0 +1,231 @@
+"""Result records: strict JSON written atomically, sealed by a checksum, with their provenance.
+
+A record is a dict: ``experiment``, ``scale``, ``config``, ``results``, ``provenance`` and
+``checksum`` (SHA-256 of everything else, keys sorted). :func:`load_result` refuses a file that
+is missing, truncated, incomplete or edited; :func:`stored_result` finds the book's own records
+(or downloads them once, in a runtime without the book's files).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ResultError", "load_result", "stored_result", "release_file", "config_hash", "checksum",
+           "STORED_RESULTS", "RESULTS_URL_ENV", "results_url", "to_json", "write_atomic"]
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        res = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return res.stdout.strip() if res.returncode == 0 else None
+
+
+def _source_state() -> dict:
+    """polybook's own git revision and whether its tracked files differ from it.
+
+    Only a checkout of polybook itself counts: the package's parent folder must be the top of a
+    git work tree whose ``pyproject.toml`` names ``polybook`` (an installed copy sitting inside some
+    other repository reports no revision rather than that repository's).
+    """
+    root = Path(__file__).resolve().parents[2]
+    top = _git(root, "rev-parse", "--show-toplevel")
+    try:
+        ours = top is not None and Path(top).resolve() == root and 'name = "polybook"' in (root / "pyproject.toml").read_text()
+    except OSError:
+        ours = False
+    if not ours:
+        return {"git_revision": None, "git_dirty": None}
+    dirty = _git(root, "status", "--porcelain", "--untracked-files=no", "--", "polybook")
+    return {"git_revision": _git(root, "rev-parse", "HEAD"), "git_dirty": None if dirty is None else bool(dirty)}
+
+
+def _command_line() -> str | None:
+    """How this process was started, when it was the polybook command line."""
+    if Path(sys.argv[0]).name in ("__main__.py", "polybook"):
+        return " ".join(["python -m polybook", *sys.argv[1:]])
+    return None
+
+
+class ResultError(ValueError):
+    """A stored result file that is missing, truncated, edited or incomplete (names the file).
+
+    Introduced in the book: :ref:`sparsification-speed` (chapter regularisation).
+    """
+
+
+def to_json(obj: Any) -> str:
+    """Strict JSON (no ``NaN``/``Infinity`` literals, which most parsers reject).
+
+    Raises ``ValueError`` naming the first non-finite number's place, e.g. ``results.loss[3]``.
+    """
+    def find(x: Any, where: str) -> str | None:
+        if isinstance(x, float) and not math.isfinite(x):
+            return where
+        items = x.items() if isinstance(x, dict) else enumerate(x) if isinstance(x, (list, tuple)) else ()
+        for k, v in items:
+            hit = find(v, f"{where}.{k}" if isinstance(x, dict) else f"{where}[{k}]")
+            if hit:
+                return hit
+        return None
+
+    bad = find(obj, "record")
+    if bad:
+        raise ValueError(f"{bad} is not a finite number: the run produced NaN or infinity")
+    return json.dumps(obj, indent=1, allow_nan=False) + "\n"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
+
+    A full disk, a kill or any error part-way leaves the previous ``path`` as it was.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _canonical(record: dict) -> bytes:
+    body = {k: v for k, v in record.items() if k != "checksum"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def checksum(record: dict) -> str:
+    """``"sha256:<hex>"`` of the record's content (every field but ``checksum`` itself, keys sorted)."""
+    return "sha256:" + hashlib.sha256(_canonical(record)).hexdigest()
+
+
+def config_hash(experiment: str, config: Any) -> str:
+    """A short hash of an experiment's name and full config: pieces are reused only under the same one.
+
+    Introduced in the book: :doc:`/book/reproduce` (chapter reproduce).
+    """
+    text = json.dumps({"experiment": experiment, "config": dataclasses.asdict(config)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+REQUIRED_FIELDS = ("experiment", "scale", "config", "results", "provenance", "checksum")
+
+
+def load_result(path: str | Path) -> dict:
+    """Read and verify a ``result.json`` written by :func:`run_experiment` (a file or its folder).
+
+    Raises :class:`ResultError` naming the file when it is missing, not valid JSON (truncated),
+    lacks a field, or no longer matches its checksum (edited after it was written).
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "result.json"
+    try:
+        record = json.loads(path.read_text())
+    except OSError as err:
+        raise ResultError(f"{path}: cannot be read ({err.strerror or err})") from None
+    except ValueError as err:
+        raise ResultError(f"{path}: is not valid JSON, perhaps truncated ({err})") from None
+    if not isinstance(record, dict):
+        raise ResultError(f"{path}: holds no result record")
+    missing = [k for k in REQUIRED_FIELDS if k not in record]
+    if missing:
+        raise ResultError(f"{path}: lacks the field(s) {', '.join(missing)}")
+    if record["checksum"] != checksum(record):
+        raise ResultError(f"{path}: does not match its checksum (edited or damaged after it was written)")
+    return record
+
+
+#: Environment variable: where :func:`stored_result` downloads a stored result that this copy of the
+#: book lacks, as a URL prefix (``https://...`` or ``file://...``) followed by ``/FOLDER/result.json``.
+#: By default the release's own files: ``raw.githubusercontent.com/<repository>/<tag>/book/results``.
+RESULTS_URL_ENV = "POLYBOOK_RESULTS_URL"
+
+
+def results_url() -> str:
+    """The URL prefix :func:`stored_result` downloads from (see :data:`RESULTS_URL_ENV`)."""
+    from .._release import REPOSITORY, TAG
+
+    default = REPOSITORY.replace("https://github.com/", "https://raw.githubusercontent.com/") + f"/{TAG}/book/results"
+    return os.environ.get(RESULTS_URL_ENV, "").strip() or default
+
+
+#: The stored results released with the book (the folders of ``book/results``): what a runtime without
+#: that folder (Colab) can fetch with :func:`stored_result` (``tests/test_stored_results.py`` keeps it current).
+STORED_RESULTS = ("architectures", "collisions-n", "collisions-paper", "cooccurrence", "interventions",
+                  "noise_width", "sae", "sparsification-paper", "winners")
+
+
+def _local_release_file(name: str) -> Path | None:
+    """``results/NAME`` (beside a notebook) or ``book/results/NAME`` (from the root), whichever exists."""
+    return next((base / name for base in (Path("results"), Path("book") / "results") if (base / name).is_file()), None)
+
+
+def release_file(name: str, timeout: float = 60.0) -> Path:
+    """The file ``book/results/NAME`` of this copy of the book, or downloaded once from the release.
+
+    Looks in ``results/`` (from the notebook's folder) and ``book/results/`` (from the root); otherwise
+    downloads ``results_url()/NAME`` into ``results/NAME`` (written atomically) and returns that path.
+    Raises :class:`ResultError` naming the URL when it cannot be read.
+    """
+    import urllib.request
+
+    local = _local_release_file(name)
+    if local is not None:
+        return local
+    url, dest = f"{results_url()}/{name}", Path("results") / name
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            data = response.read()
+    except (OSError, ValueError) as err:
+        raise ResultError(f"{dest}: not in this copy of the book, and {url} could not be read ({err})") from None
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        raise ResultError(f"{url}: not UTF-8 text; nothing was saved") from None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(dest, text)
+    return dest
+
+
+def stored_result(folder: str, timeout: float = 60.0) -> dict:
+    """The stored result ``book/results/FOLDER/result.json``, verified like ``load_result``.
+
+    A chapter runs beside its results in a clone of the repository (``results/FOLDER`` from the
+    notebook's folder, ``book/results/FOLDER`` from the root), but alone in Colab. There the file
+    is downloaded once from ``results_url`` (the release the setup cell installed) into
+    ``results/FOLDER/`` and verified by its checksum. Raises :class:`ResultError` naming the URL and
+    the command that makes the result when the file is neither here nor downloadable.
+
+    Introduced in the book: :ref:`sparsification-speed` (chapter regularisation).
+    """
+    name = f"{folder}/result.json"
+    local = _local_release_file(name)
+    if local is not None:  # this copy's own file: never deleted, even when it fails its check
+        return load_result(local)
+    try:
+        dest = release_file(name, timeout)
+    except ResultError as err:
+        raise ResultError(
+            f"{err}; make it with `python -m polybook run EXPERIMENT --scale book --out results/{folder}` "
+            "(the chapter names the experiment)"
+        ) from None
+    try:
+        return load_result(dest)
+    except ResultError:
+        dest.unlink()  # never cache a damaged copy: the next call downloads again
+        raise
+
+

@@ -59,9 +59,9 @@ def _parser() -> argparse.ArgumentParser:
 def _run_description() -> str:
     from . import experiments
 
-    experiments._load_all()
-    width = max(len(k) for k in experiments.EXPERIMENTS)
-    names = "\n".join(f"  {k:<{width}}  {e.summary}" for k, e in sorted(experiments.EXPERIMENTS.items()))
+    known = experiments.all_experiments()
+    width = max(len(k) for k in known)
+    names = "\n".join(f"  {k:<{width}}  {e.summary}" for k, e in known.items())
     return (
         "Run one named experiment and record its numbers with their config and provenance.\n\n"
         f"experiments:\n{names}\n\n"
@@ -89,9 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "list":
-            experiments._load_all()
-            width = max(len(k) for k in experiments.EXPERIMENTS)
-            for name, exp in sorted(experiments.EXPERIMENTS.items()):
+            known = experiments.all_experiments()
+            width = max(len(k) for k in known)
+            for name, exp in known.items():
                 print(f"{name:<{width}}  {exp.summary}")
             return 0
         if args.command == "bench":

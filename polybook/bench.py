@@ -42,7 +42,7 @@ import torch
 
 from . import _numerics
 from .models import init_weights
-from .train import TrainConfig, _cpu_threads, _optimizer, resolve_device, train
+from .train import SMALL_WORK, TrainConfig, make_optimizer, one_cpu_thread, resolve_device, step_work, train
 
 # No chapter uses this module: the command line (``python -m polybook bench``) does, so nothing here is public.
 __all__: list[str] = []
@@ -174,11 +174,11 @@ def bench_one(instances: int, n: int, m: int, device: str = "cpu", min_seconds: 
         baseline_train(W0, steps, lr, l1, dev)
 
     W = W0.to(dev).clone().requires_grad_(True)
-    opt = _optimizer(cfg, W)
+    opt = make_optimizer([W], cfg.optimizer, cfg.lr, cfg.weight_decay)
     W.grad = torch.sign(W) * 1e-3
 
     def run_opt(steps: int) -> None:
-        with torch.no_grad(), _cpu_threads(dev, cfg):
+        with torch.no_grad(), one_cpu_thread(dev, step_work(cfg) < SMALL_WORK):
             for _ in range(steps):
                 opt.step()
 
@@ -231,7 +231,7 @@ def _config(overrides: Sequence[str] = ()):
 def baseline_collisions(out: str | None = None, overrides: Sequence[str] = ()) -> dict:
     """The book's collisions sweep written the plain way: for each width, :func:`baseline_train` from
     the same initial weights as polybook's run, then the same counts. Returns ``{m: counts}``."""
-    from .experiments import summarise_width
+    from .experiments.collisions import summarise_width
 
     cfg = _config(overrides)
     counts = {}
@@ -264,7 +264,8 @@ def _wall(cmd: Sequence[str]) -> float:
 
 def _polybook_parts(overrides: Sequence[str] = ()) -> dict[str, float]:
     """Seconds of each part of the book collisions run, measured in this process as the runner does it."""
-    from .experiments import Pieces, assemble_collisions, summarise_width, to_json, write_atomic
+    from .experiments import Pieces, to_json, write_atomic
+    from .experiments.collisions import assemble_collisions, summarise_width
 
     cfg = _config(overrides)
     parts = dict.fromkeys(("training steps", "of which the optimiser", "set-up of each run", "metrics", "files"), 0.0)
@@ -284,10 +285,10 @@ def _polybook_parts(overrides: Sequence[str] = ()) -> dict[str, float]:
             parts["files"] += time.perf_counter() - start
             # The optimiser's share, timed on its own at this width for a tenth of the steps.
             W = res.W.clone().requires_grad_(True)
-            opt = _optimizer(tc, W)
+            opt = make_optimizer([W], tc.optimizer, tc.lr, tc.weight_decay)
             W.grad = torch.sign(W) * 1e-3
             k = max(1, tc.steps // 10)
-            with torch.no_grad(), _cpu_threads(torch.device("cpu"), tc):
+            with torch.no_grad(), one_cpu_thread(torch.device("cpu"), step_work(tc) < SMALL_WORK):
                 start = time.perf_counter()
                 for _ in range(k):
                     opt.step()

@@ -4,13 +4,16 @@ What the chapter needs beyond the core modules:
 
 - the ``collisions`` sweep with its weights kept (:func:`train_sweep`, :func:`sweep_record`),
   giving exactly the numbers of ``python -m polybook run collisions``;
-- summaries of counts over instances and a log-log slope fit with a bootstrap interval
-  (``count_stats``, :func:`fit_loglog_slope`, :func:`law_rows`, :func:`plot_law`);
+- a log-log slope fit with a bootstrap interval (:func:`fit_loglog_slope`);
 - stored paper-scale results, loaded only when present (:func:`load_paper_record`);
 - how the initial leaders relate to the final winners (:func:`correspondence_summary`);
 - the two-feature example (:func:`shared_neuron_loss`, :func:`two_feature_start`);
-- one-line settings of the sensitivity table (:func:`run_setting`, :func:`markdown_table`);
-- the birthday-problem figure and its explorer (:func:`birthday_figure`, :func:`birthday_explorer`).
+- one-line settings of the sensitivity table (:func:`run_setting`, :func:`summarise_weights`).
+
+The experiments live in their own files: ``collisions`` (the law against ``m``, its table rows
+``law_rows``) in :mod:`polybook.experiments.collisions`, ``collisions-n`` (the law over ``n``,
+``law_over_n_rows``) in :mod:`polybook.experiments.collisions_n`; their names are importable from
+here too. The figures and the birthday explorer are in :mod:`polybook.views.collisions`.
 
 Shapes follow the rest of polybook: ``W`` is ``(instances, n, m)``; counts over a sweep are
 ``(len(m), instances)``.
@@ -18,9 +21,6 @@ Shapes follow the rest of polybook: ``W`` is ``(instances, n, m)``; counts over 
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,17 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import _validate as check
-from .experiments import (
-    EXPERIMENTS,
-    CollisionsConfig,
-    Pieces,
-    ResultError,
-    apply_overrides,
-    load_result,
-    register,
-    stored_result,
-    summarise_collisions,
+from .experiments import ResultError, apply_overrides, get_experiment, load_result, stored_result
+from .experiments.collisions import CollisionsConfig, count_stats, law_rows, summarise_collisions
+from .experiments.collisions_n import (
+    LawOverNConfig,
+    law_over_n_rows,
+    replay_law_over_n,
+    run_law_over_n,
+    summarise_point,
 )
 from .metrics import (
     BAND,
@@ -51,15 +48,9 @@ from .metrics import (
     winner_initial_rank,
     winners,
 )
-from .models import init_weights, reconstruction_loss
-from .plots import PALETTE
-from .theory import (
-    expected_colliding_pairs,
-    expected_polysemantic_exact,
-    predicted_polysemantic,
-    simulate_collisions,
-)
-from .train import OPTIMIZERS, TrainConfig, TrainResult, train, train_memory_bytes
+from .models import reconstruction_loss
+from .theory import predicted_polysemantic
+from .train import TrainConfig, TrainResult, train
 
 __all__ = [
     "PAPER_COMMAND",
@@ -67,18 +58,12 @@ __all__ = [
     "train_sweep",
     "sweep_record",
     "fit_loglog_slope",
-    "law_rows",
-    "plot_law",
     "load_paper_record",
-    "law_over_n_rows",
-    "plot_law_over_n",
     "correspondence_summary",
     "shared_neuron_loss",
     "two_feature_start",
     "run_setting",
     "summarise_weights",
-    "birthday_figure",
-    "birthday_explorer",
     "SlopeFit",
 ]
 
@@ -101,7 +86,7 @@ def sweep_config(scale: str = "book", overrides: Sequence[str] | dict = ()) -> C
 
     Introduced in the book: :ref:`law-measured` (chapter collisions).
     """
-    return apply_overrides(EXPERIMENTS["collisions"].scales[scale], overrides)
+    return apply_overrides(get_experiment("collisions").scales[scale], overrides)
 
 
 def train_sweep(cfg: CollisionsConfig, device: str = "auto", progress: bool = False) -> list[TrainResult]:
@@ -124,31 +109,6 @@ def sweep_record(cfg: CollisionsConfig, runs: Sequence[TrainResult]) -> dict:
 
 
 # --------------------------------------------------------------------------- statistics of the law
-
-
-def count_stats(counts) -> dict[str, np.ndarray]:
-    """Mean, standard error of the mean and 16th/84th percentiles of counts over instances.
-
-    Parameters
-    ----------
-    counts : array-like
-        ``(len(m), instances)``.
-
-    Examples
-    --------
-    >>> s = count_stats([[1, 3], [2, 2]])
-    >>> s["mean"].tolist(), s["sem"].tolist()
-    ([2.0, 2.0], [1.0, 0.0])
-    """
-    c = np.asarray(counts, dtype=float)
-    if c.ndim != 2 or c.shape[1] < 2:
-        raise ValueError(f"counts must have shape (len(m), instances >= 2), got {c.shape}")
-    return {
-        "mean": c.mean(axis=1),
-        "sem": c.std(axis=1, ddof=1) / math.sqrt(c.shape[1]),
-        "p16": np.percentile(c, 16, axis=1),
-        "p84": np.percentile(c, 84, axis=1),
-    }
 
 
 @dataclass(frozen=True)
@@ -203,65 +163,6 @@ def fit_loglog_slope(m, counts, boot: int = 2000, seed: int = 0, level: float = 
     return SlopeFit(float(slope), float(intercept), float(lo), float(hi), float(slopes.std()), level, int((~ok).sum()))
 
 
-def law_rows(record: dict) -> list[dict]:
-    """One row per ``m`` of a collisions record (the ``results`` part or the whole record).
-
-    Each row: ``m``, ``mean``, ``sem``, ``p16``, ``p84`` of the band-rule count, ``by_mass``
-    (mean), ``mixed`` and ``same`` (mean sign split), ``predicted`` (``n^2/(4m)``), ``exact``
-    (the idealised expectation), ``ratio`` (mean / predicted) and ``ratio_exact``.
-
-    Introduced in the book: :ref:`law-measured` (chapter collisions).
-    """
-    res = record.get("results", record)
-    n = res["n"]
-    stats = count_stats(res["polysemantic"])
-    rows = []
-    for j, m in enumerate(res["m"]):
-        pred, exact = predicted_polysemantic(n, m), expected_polysemantic_exact(n, m)
-        rows.append({
-            "n": n, "m": m,
-            **{k: float(v[j]) for k, v in stats.items()},
-            "by_mass": float(np.mean(res["polysemantic_by_mass"][j])),
-            "mixed": float(np.mean(res["mixed_sign"][j])),
-            "same": float(np.mean(res["same_sign"][j])),
-            "predicted": pred, "exact": exact,
-            "ratio": float(stats["mean"][j]) / pred, "ratio_exact": float(stats["mean"][j]) / exact,
-        })
-    return rows
-
-
-def plot_law(ax, record: dict, label: str = "measured", color: str | None = None, fit: SlopeFit | None = None,
-             theory: bool = True) -> None:
-    """Polysemantic neurons against ``m`` on log-log axes: mean with standard error, 16-84% band.
-
-    With ``theory`` it adds ``n^2/(4m)`` (black, slope -1) and the idealised exact expectation
-    (grey); with ``fit`` the fitted line (dashed, in the measured colour).
-
-    Introduced in the book: :ref:`law-measured` (chapter collisions).
-    """
-    color = color or PALETTE["measured"]
-    res = record.get("results", record)
-    n, m = res["n"], np.asarray(res["m"], dtype=float)
-    s = count_stats(res["polysemantic"])
-    ax.fill_between(m, np.maximum(s["p16"], 1e-1), np.maximum(s["p84"], 1e-1), color=color, alpha=0.15,
-                    lw=0, label=f"{label}: 16-84% of instances")
-    ax.errorbar(m, s["mean"], yerr=s["sem"], fmt="o", color=color, ms=5, capsize=3,
-                label=f"{label}: mean $\\pm$ s.e.")
-    if theory:
-        grid = np.geomspace(m.min(), m.max(), 100)
-        ax.plot(grid, n * n / (4 * grid), color=PALETTE["theory"], lw=1.4, label="$n^2/(4m)$ (slope $-1$)")
-        ax.plot(grid, [expected_polysemantic_exact(n, int(round(g))) for g in grid], color=PALETTE["theory_alt"],
-                lw=1.4, ls="-.", label="idealised exact expectation")
-    if fit is not None:
-        ax.plot(m, np.exp(fit.intercept) * m ** fit.slope, color=color, lw=1, ls="--",
-                label=f"fit: slope {fit.slope:.2f} [{fit.lo:.2f}, {fit.hi:.2f}]")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("neurons $m$ (log scale)")
-    ax.set_ylabel("polysemantic neurons (log scale)")
-    ax.set_title(f"n = {n}")
-
-
 def load_paper_record(path: str | Path | None = None) -> dict | None:
     """The stored paper-scale ``collisions`` record, or ``None`` when it has not been produced.
 
@@ -288,209 +189,6 @@ def load_paper_record(path: str | Path | None = None) -> dict | None:
     if record.get("experiment") != "collisions" or "polysemantic" not in record.get("results", {}):
         raise ValueError(f"the paper-scale record must be a 'collisions' record, got experiment {record.get('experiment')!r}")
     return record
-
-
-# --------------------------------------------------------------------------- the law over n
-
-
-@dataclass(frozen=True)
-class LawOverNConfig:
-    """Train the collisions setting at pairs ``(n[j], m[j])``: the law tested over ``n`` as well as ``m``.
-
-    The book's points vary ``n`` at a fixed ``m`` (where ``n^2/(4m)`` grows like ``n^2``) and at a
-    fixed ``n^2/m`` (where it stays put while the idealised expectation creeps up towards it). Each
-    point is counted at every step of ``checkpoint_steps`` and at the end, so a record also says
-    what more training changes. Point ``j`` uses seed ``seed + j``.
-    """
-
-    n: tuple[int, ...] = (16, 32, 64, 96, 128, 32, 48, 96, 128)
-    m: tuple[int, ...] = (256, 256, 256, 256, 256, 64, 144, 576, 1024)
-    instances: int = 32
-    steps: int = 10000
-    checkpoint_steps: tuple[int, ...] = (2500, 5000, 7500)
-    lr: float = 1e-3
-    l1: float = 1e-3
-    optimizer: str = "adamw"
-    weight_decay: float = 0.0
-    seed: int = 1000
-
-    def __post_init__(self) -> None:
-        check.integers("n", self.n)
-        check.integers("m", self.m)
-        if len(self.n) != len(self.m):
-            check.fail("m", self.m, f"a tuple of {len(self.n)} widths, one per n")
-        check.integer("instances", self.instances, minimum=2)
-        check.integer("steps", self.steps)
-        check.integers("checkpoint_steps", self.checkpoint_steps, maximum=self.steps)
-        check.number("lr", self.lr, 0.0, strict=True)
-        check.number("l1", self.l1)
-        check.choice("optimizer", self.optimizer, OPTIMIZERS)
-        check.number("weight_decay", self.weight_decay)
-        check.seed("seed", self.seed)
-
-    def capped(self, steps: int) -> "LawOverNConfig":
-        """This config with every step count capped at ``steps`` (the smoke test of the paper switch)."""
-        return dataclasses.replace(self, steps=min(self.steps, steps),
-                                   checkpoint_steps=tuple(sorted({min(c, steps) for c in self.checkpoint_steps})))
-
-    def train_config(self, j: int) -> TrainConfig:
-        """The :class:`~polybook.train.TrainConfig` of point ``j``."""
-        return TrainConfig(n=self.n[j], m=self.m[j], instances=self.instances, steps=self.steps, lr=self.lr,
-                           optimizer=self.optimizer, l1=self.l1, weight_decay=self.weight_decay, seed=self.seed + j)
-
-    def peak_bytes(self, device: torch.device) -> int:
-        """Estimated peak memory: the largest point (points train one after another), with its snapshots."""
-        snaps = len(self.checkpoint_steps) + 1
-        return max(train_memory_bytes(self.train_config(j)) + snaps * 4 * self.instances * self.n[j] * self.m[j]
-                   for j in range(len(self.n)))
-
-    def flops(self) -> float:
-        """Floating-point operations of all points (Gram forward and gradient, 4 n^2 m per step)."""
-        return float(sum(4 * n * n * m * self.instances * self.steps for n, m in zip(self.n, self.m)))
-
-
-def summarise_point(res: TrainResult) -> dict:
-    """One trained point: counts and one-hot shares per instance at each snapshot, sign split at the end."""
-    n, m = res.config.n, res.config.m
-    steps = sorted(res.snapshots)
-    return {
-        "n": n,
-        "m": m,
-        "steps": steps,
-        "polysemantic": [polysemantic_neurons(res.snapshots[t]).tolist() for t in steps],
-        "one_hot": [[round(x, 6) for x in one_hot_share(res.snapshots[t]).tolist()] for t in steps],
-        "polysemantic_by_mass": polysemantic_neurons_by_mass(res.W).tolist(),
-        "same_sign": polysemantic_sign_pattern(res.W)[:, 1].tolist(),
-        "predicted": predicted_polysemantic(n, m),
-        "predicted_exact": expected_polysemantic_exact(n, m),
-        "final_loss": round(float(res.losses[-1].mean()), 6),
-    }
-
-
-@register(
-    "collisions-n",
-    "the n^2/(4m) law over n: polysemantic neurons at fixed m and at fixed n^2/m",
-    book=LawOverNConfig(),
-    paper=LawOverNConfig(n=(64, 128, 256, 512, 128, 512), m=(1024, 1024, 1024, 1024, 256, 4096), instances=16),
-)
-def run_law_over_n(cfg: LawOverNConfig, device: torch.device, progress: bool = True,
-                   pieces: Pieces | None = None) -> dict:
-    """Per point ``(n, m)``: counts per instance at each checkpoint and at the end, and the predictions.
-
-    Each point is a piece (see :class:`~polybook.experiments.Pieces`): an interrupted run resumes.
-    """
-    from tqdm.auto import tqdm
-
-    pieces = Pieces(None) if pieces is None else pieces
-    names = [f"n={n},m={m}" for n, m in zip(cfg.n, cfg.m)]
-    todo = [j for j, name in enumerate(names) if pieces.get(name) is None]
-    with tqdm(total=len(names), initial=len(names) - len(todo), desc="collisions-n points", unit="point",
-              disable=not progress, file=sys.stderr, leave=False) as bar:
-        for j in todo:
-            res = train(cfg.train_config(j), snapshot_steps=(*cfg.checkpoint_steps, cfg.steps), device=str(device),
-                        progress=progress, desc=f"collisions-n {names[j]}")
-            pieces.put(names[j], summarise_point(res))
-            bar.update()
-    return {"points": [pieces.get(name) for name in names]}
-
-
-def replay_law_over_n(record: dict, points: int = 1, instances: int = 2, device: str = "cpu") -> dict:
-    """Re-train a cheap slice of a stored ``collisions-n`` record: its first ``points`` points, first ``instances``.
-
-    The slice starts from the very same initial weights (the stored run's draw, sliced) and is
-    counted at the same steps. Returns ``{"stored": [...], "replayed": [...]}``: per point, the
-    counts per checkpoint of the sliced instances.
-    """
-    if record.get("experiment") != "collisions-n":
-        raise ValueError(f"record must be a collisions-n result, got {record.get('experiment')!r}")
-    conf = record["config"]
-    cfg = LawOverNConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in conf.items()})
-    out: dict[str, list] = {"stored": [], "replayed": []}
-    for j in range(min(points, len(cfg.n))):
-        full = cfg.train_config(j)
-        W0 = init_weights(full.instances, full.n, full.m, seed=full.seed)[:instances]
-        res = train(dataclasses.replace(full, instances=W0.shape[0]), W0=W0, device=device, progress=False,
-                    snapshot_steps=(*cfg.checkpoint_steps, cfg.steps))
-        out["stored"].append([c[:instances] for c in record["results"]["points"][j]["polysemantic"]])
-        out["replayed"].append(summarise_point(res)["polysemantic"])
-    return out
-
-
-def law_over_n_rows(record: dict) -> list[dict]:
-    """One row per point of a ``collisions-n`` record: the count at the end against three predictions.
-
-    Keys: ``n``, ``m``, ``mean``, ``sem`` (standard error over instances), ``predicted``
-    (``n^2/(4m)``), ``exact`` (the idealised expectation), ``double`` (``n^2/(2m)``, the count if
-    every colliding pair made a polysemantic neuron), ``z_law``/``z_exact``/``z_double`` (the gap to
-    each in standard errors), ``one_hot`` (share of one-hot encodings at the end), ``moved`` (mean
-    count at the end minus at the last checkpoint) with its paired standard error ``moved_sem``,
-    and ``same_sign`` (mean same-sign polysemantic neurons).
-
-    Introduced in the book: :ref:`law-over-n` (chapter collisions).
-    """
-    rows = []
-    for p in record["results"]["points"]:
-        counts = np.asarray(p["polysemantic"], dtype=float)  # (checkpoints + end, instances)
-        end = counts[-1]
-        before = counts[-2] if len(counts) > 1 else end
-        k = end.size
-        sem = float(end.std(ddof=1) / math.sqrt(k))
-        floor = max(sem, 1.0 / k)  # an all-equal sample has s.e. 0: one count in k is the floor
-        d = end - before
-        row = {
-            "n": p["n"], "m": p["m"], "mean": float(end.mean()), "sem": sem,
-            "predicted": p["predicted"], "exact": p["predicted_exact"], "double": 2 * p["predicted"],
-            "one_hot": float(np.mean(p["one_hot"][-1])),
-            "moved": float(d.mean()), "moved_sem": float(d.std(ddof=1) / math.sqrt(k)),
-            "same_sign": float(np.mean(p["same_sign"])),
-        }
-        for key, ref in (("z_law", "predicted"), ("z_exact", "exact"), ("z_double", "double")):
-            row[key] = (row["mean"] - row[ref]) / floor
-        rows.append(row)
-    return rows
-
-
-def plot_law_over_n(ax, rows: Sequence[dict], title: str = "", color: str | None = None) -> None:
-    """Mean count (with standard error) against ``n`` for one family of :func:`law_over_n_rows`.
-
-    The family either shares ``m`` (then ``m`` stays fixed along the curves) or shares ``n^2/m``
-    (then ``m = n^2 / ratio`` along them). Curves: ``n^2/(4m)`` (black), ``n^2/(2m)`` (dotted) and
-    the idealised exact expectation (grey).
-
-    Introduced in the book: :ref:`law-over-n` (chapter collisions).
-    """
-    color = color or PALETTE["measured"]
-    ns = np.array([r["n"] for r in rows], dtype=float)
-    ms = np.array([r["m"] for r in rows], dtype=float)
-    fixed_m = bool(np.all(ms == ms[0]))
-    ratio = float(np.mean(ns**2 / ms))
-    grid = np.arange(int(ns.min()), int(ns.max()) + 1)
-    wg = np.full(grid.shape, ms[0]) if fixed_m else grid**2 / ratio
-    keep = wg == np.round(wg)  # the exact expectation needs whole numbers of neurons
-    grid, wg = grid[keep], wg[keep].astype(int)
-    ax.plot(grid, grid**2 / (4 * wg), color=PALETTE["theory"], lw=1.4, label="$n^2/(4m)$")
-    ax.plot(grid, grid**2 / (2 * wg), color=PALETTE["theory"], lw=1.2, ls=":", label="$n^2/(2m)$: every colliding pair")
-    ax.plot(grid, [expected_polysemantic_exact(int(g), int(w)) for g, w in zip(grid, wg)],
-            color=PALETTE["theory_alt"], lw=1.4, ls="-.", label="idealised exact expectation")
-    ax.errorbar(ns, [r["mean"] for r in rows], yerr=[r["sem"] for r in rows], fmt="o", color=color, ms=5,
-                capsize=3, label="trained: mean $\\pm$ s.e.")
-    if not fixed_m:
-        for r in rows:
-            ax.annotate(f"m={r['m']}", (r["n"], r["mean"]), textcoords="offset points", xytext=(6, -12), fontsize=7,
-                        color="0.35")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("features $n$ (log scale)")
-    ax.set_ylabel("polysemantic neurons (log scale)")
-    ax.set_title(title)
-    top = float(np.max(grid**2 / (2 * wg)))
-    ax.set_ylim(top=top * (1.6 if fixed_m else 2.2))
-    from matplotlib.ticker import FuncFormatter
-
-    plain = FuncFormatter(lambda v, _: f"{v:g}")
-    ax.yaxis.set_major_formatter(plain)
-    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if not fixed_m and v in (2, 3, 4, 6, 8) else ""))
-    ax.legend(fontsize=7, loc="upper left")
 
 
 # --------------------------------------------------------------------------- start and end
@@ -666,60 +364,3 @@ def summarise_weights(W: torch.Tensor, final_loss: torch.Tensor | None = None,
     if W0 is not None:
         row["leader"] = float((winner_initial_rank(W0, W) == 0).double().mean())
     return row
-
-
-# --------------------------------------------------------------------------- the birthday problem
-
-
-def birthday_figure(n: int = 64, m: int = 256, trials: int = 2000, seed: int = 0):
-    """Histograms of colliding pairs and of mixed-sign neurons under random winners, with the formulas.
-
-    Returns the figure (two panels) and the simulation dict of :func:`~polybook.theory.simulate_collisions`.
-
-    Introduced in the book: :ref:`birthday` (chapter collisions).
-    """
-    import matplotlib.pyplot as plt
-
-    sim = simulate_collisions(n, m, trials=trials, seed=seed)
-    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.2))
-    panels = [
-        ("pairs", "colliding pairs of features",
-         [(expected_colliding_pairs(n, m), "exact $\\binom{n}{2}/m$", "-", PALETTE["theory"]),
-          (n * n / (2 * m), "$n^2/(2m)$", ":", PALETTE["theory_alt"])]),
-        ("polysemantic", "neurons with both signs",
-         [(expected_polysemantic_exact(n, m), "exact expectation", "-", PALETTE["theory"]),
-          (predicted_polysemantic(n, m), "$n^2/(4m)$", ":", PALETTE["theory_alt"])]),
-    ]
-    for ax, (key, xlabel, lines) in zip(axes, panels):
-        v = sim[key]
-        bins = np.arange(v.min(), v.max() + 2) - 0.5
-        ax.hist(v, bins=bins, color=PALETTE["measured"], alpha=0.6, label=f"simulation, mean {v.mean():.2f}")
-        for x, lab, ls, col in lines:
-            ax.axvline(x, color=col, ls=ls, lw=1.6, label=f"{lab} = {x:.2f}")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(f"trials (of {trials})")
-        ax.set_ylim(0, ax.get_ylim()[1] * 1.45)  # room for the legend
-        ax.legend(loc="upper right", fontsize=8)
-    fig.suptitle(f"{n} features, each on a random neuron among {m}", fontsize=11)
-    return fig, sim
-
-
-def birthday_explorer(n: int = 64, m: int = 256, trials: int = 2000):
-    """Sliders for ``n`` and ``m`` and a button redrawing :func:`birthday_figure` (live kernels only).
-
-    Nothing is drawn until the button is pressed, so executing the notebook stores no widget output.
-
-    Introduced in the book: :ref:`birthday` (chapter collisions).
-    """
-    import ipywidgets as widgets
-    import matplotlib.pyplot as plt
-
-    def show(n, m):
-        fig, _ = birthday_figure(n, m, trials=trials)
-        plt.show()
-
-    return widgets.interact_manual.options(manual_name="Draw")(
-        show,
-        n=widgets.IntSlider(value=n, min=2, max=512, step=2, description="features n", continuous_update=False),
-        m=widgets.IntSlider(value=m, min=1, max=4096, step=1, description="neurons m", continuous_update=False),
-    )

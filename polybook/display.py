@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["glue", "markdown_table", "GLUED"]
+__all__ = ["glue", "markdown_table"]
 
 #: Every value glued in this session, by name (also when myst-nb does the gluing).
 GLUED: dict[str, Any] = {}
@@ -30,6 +30,8 @@ def _myst_nb_glue():
 
 def glue(name: str, variable: Any, display: bool = True) -> None:
     """Glue ``variable`` under ``name``, for the glue roles and directives in the chapters' text.
+
+    Introduced in the book: :doc:`/book/superposition` (chapter superposition).
 
     Parameters
     ----------

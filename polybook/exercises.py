@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import beyond, cooccurrence, metrics, noise, prevention, sparsification, superposition, theory
+from . import beyond, cooccurrence, metrics, noise, prevention, regularisation, superposition, theory
 from .train import sample_noise
 
 __all__ = ["check"]
@@ -384,11 +384,11 @@ EXERCISES: dict[str, Exercise] = {
         "products with every W_j, square them and add them up over j != i (leave out j = i)."),
     # Regularisation
     "three_forces": Exercise(
-        "regularisation", sparsification.forces, _forces_cases,
+        "regularisation", regularisation.forces, _forces_cases,
         "benefit 4 (1 - ||W_i||^2) W_i; interference -4 sum over j != i of ReLU(W_i . W_j) W_j (the ReLU "
         "matters: only positive overlaps push); regularisation -l1 sign(W_i). Their sum is minus the gradient."),
     "affine_step": Exercise(
-        "regularisation", sparsification.affine_step, _affine_cases,
+        "regularisation", regularisation.affine_step, _affine_cases,
         "one Euler step multiplies every alive weight by 1 + dt (1 - ||w||^2) and subtracts dt lam, so "
         "A <- A (1 + dt (1 - l2sq)) and then B <- B + dt lam / A with the new A."),
     "initial_rank": Exercise(
@@ -437,7 +437,7 @@ EXERCISES: dict[str, Exercise] = {
         "strictly below the goal (target, or target x n with per_feature=True); n^2/(4 target) is only an "
         "approximation."),
     "shared_pairs": Exercise(
-        "prevention", prevention.shared_pairs, _uses_cases,
+        "prevention", prevention.pairs_sharing_a_neuron, _uses_cases,
         "for each instance and each neuron used by two or more features, every pair (i, j) with i < j of "
         "those features; a pair that shares two neurons is listed once; sort each instance's list.",
         compare=_pairs_agree),

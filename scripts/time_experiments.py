@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from polybook import __version__
-from polybook.experiments import EXPERIMENTS, _load_all, config_hash, run_experiment
+from polybook.experiments import EXPERIMENTS, all_experiments, config_hash, run_experiment
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--out", default="book/results/book-runtimes.json")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="time only these experiments")
     args = parser.parse_args()
-    _load_all()
+    all_experiments()
     names = sorted(EXPERIMENTS) if not args.only else args.only
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:

@@ -74,7 +74,12 @@ def _imported(module: str) -> dict[str, tuple[str, str]]:
     for node in tree.body:
         if not isinstance(node, ast.ImportFrom):
             continue
-        source = ".".join(filter(None, ["polybook" if node.level else None, node.module]))
+        if node.level:  # relative: resolved against the importing module's package
+            package = module if Path(importlib.import_module(module).__file__).name == "__init__.py" else module.rpartition(".")[0]
+            base = package.split(".")[:len(package.split(".")) - node.level + 1]
+            source = ".".join(filter(None, [*base, node.module]))
+        else:
+            source = node.module or ""
         if source.split(".")[0] != "polybook":
             continue
         for alias in node.names:
@@ -181,17 +186,17 @@ def test_the_scanner_finds_the_names_a_notebook_uses_and_only_those(tmp_path):
     cells = [
         ("code", "%matplotlib inline\nimport polybook as pb\nfrom polybook import collisions as co"),
         ("code", "from polybook.experiments import EXPERIMENTS\npb.plots.use_style()\nres = pb.train(cfg)"),
-        ("code", "rows = co.markdown_table(['n'], [[1]])\nlabel = 'pb.fourth_norm'\nres.W.abs()"),
+        ("code", "rows = co.law_rows(record)\nlabel = 'pb.fourth_norm'\nres.W.abs()"),
         ("markdown", "The chapter text mentions `pb.winners` and `co.law_rows`."),
     ]
     notebook = tmp_path / "chapter.ipynb"
     notebook.write_text(json.dumps({"cells": [{"cell_type": kind, "source": text} for kind, text in cells]}))
     assert uses(notebook) == {
-        ("polybook.experiments", "EXPERIMENTS"),
+        ("polybook.experiments.registry", "EXPERIMENTS"),  # followed to where it is defined
         ("polybook.plots", "use_style"),
         ("polybook.train", "train"),  # pb.train is defined in polybook.train
         ("polybook.train", "TrainResult"),  # what pb.train returns: the reader meets it as res
-        ("polybook.collisions", "markdown_table"),
+        ("polybook.experiments.collisions", "law_rows"),  # a chapter module's re-export, followed
     }
 
 

@@ -7,7 +7,10 @@ import torch
 
 import polybook as pb
 from polybook import beyond as bb
-from polybook.experiments import EXPERIMENTS, _load_all, load_result, run_experiment
+from polybook.experiments import EXPERIMENTS, _load_all, get_experiment, load_result, run_experiment
+from polybook.experiments import architectures, sae
+from polybook.train import Diverged
+from polybook.views import beyond as bv
 
 RESULTS = Path(__file__).resolve().parent.parent / "book" / "results"
 
@@ -65,6 +68,20 @@ def test_hidden_relu_silences_negative_weights_in_the_counted_code():
 def test_arch_config_names_the_bad_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         bb.ArchConfig(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs,needle", [({"n": 1, "batch": 1}, "n must be an integer >= 2"),
+                                           ({"n": 6, "batch": 7}, "batch must be an integer >= 1 and <= 6"),
+                                           ({"variants": ("conv",)}, "variants must be one of 'tied_relu'")])
+def test_arch_config_rules_say_what_is_allowed(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        bb.ArchConfig(**kwargs)
+    assert bb.ArchConfig(n=6, batch=6).batch == 6  # a minibatch may hold every basis input
+
+
+def test_train_variant_stops_a_diverged_run_naming_the_variant():
+    with pytest.raises(Diverged, match="architectures tied_relu diverged by step 100 of 300"):
+        bb.train_variant("tied_relu", pb.init_weights(2, 4, 8), steps=300, lr=1e30, batch=2)
 
 
 def test_train_variant_refuses_bad_shapes_and_variants():
@@ -147,6 +164,23 @@ def test_sae_config_names_the_bad_field(kwargs, field):
         bb.SAEConfig(**kwargs)
 
 
+@pytest.mark.parametrize("kwargs,needle", [({"features": (1, 64)}, "features must be"),
+                                           ({"d": (64, 32, 8)}, "d must be a tuple as long as features"),
+                                           ({"widths": (0.5, -1.0)}, "widths must be a finite number > 0"),
+                                           ({"widths": (2048.0,)}, "widths must be .* <= 1024"),
+                                           ({"samples": 100}, "batch must be an integer >= 1 and <= 100"),
+                                           ({"p": 1.5}, "p must be a finite number > 0 and <= 1")])
+def test_sae_config_rules_say_what_is_allowed(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        bb.SAEConfig(**kwargs)
+
+
+def test_train_sae_stops_a_diverged_run():
+    _, x = bb.sample_data(torch.eye(4, 6), 64, 0.3)
+    with pytest.raises(Diverged, match="sae width 8 diverged"):
+        bb.train_sae(x, 8, seeds=[0, 1], steps=200, batch=16, lr=1e30)
+
+
 def test_sae_experiment_contract_and_replay(tmp_path):
     rec = run_experiment("sae", "book", {"features": (6,), "d": (8,), "samples": 512, "widths": (0.5, 2.0),
                                          "seeds": 2, "steps": 200, "batch": 64},
@@ -172,3 +206,36 @@ def test_stored_sae_result_matches_a_replayed_slice():
 def test_both_experiments_are_registered():
     _load_all()
     assert {"architectures", "sae"} <= set(EXPERIMENTS)
+    for module in (architectures, sae):
+        exp = get_experiment(module.EXPERIMENT.name)
+        assert exp.replay is not None and exp.rows is not None
+    assert bb.arch_rows is architectures.arch_rows and bb.sae_rows is sae.sae_rows  # the chapter's names
+
+
+# --------------------------------------------------------------------------- figures and the explorer
+
+
+def test_the_figures_draw_from_the_rows():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = {"variants": ["tied_relu", "gelu"], "predicted_exact": 1.0, "per_variant": {
+        v: {"polysemantic": c, "by_mass": c, "same_sign": [0, 0], "loss": [0.1, 0.2], "top_weight": [1.0, 0.9]}
+        for v, c in (("tied_relu", [2, 3]), ("gelu", [0, 1]))}}
+    fig, ax = plt.subplots()
+    bv.plot_architectures(ax, bb.arch_rows(res), 1.0, 1.5)
+    assert len(ax.patches) == 4  # two bars per variant
+    srows = [{"ratio": 0.5, "mean": 2.0, "sem": 0.5, "reference": 10.0}, {"ratio": 2.0, "mean": 0.0, "sem": 0.0,
+                                                                           "reference": 2.5}]
+    bv.plot_sae(ax, srows, "toy", "C0")
+    plt.close(fig)
+
+
+def test_the_explorer_builds_its_controls_without_training():
+    pytest.importorskip("ipywidgets")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    assert bv.explorer(ratio=1.0, features=8, d=8) is not None

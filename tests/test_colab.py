@@ -127,7 +127,8 @@ def test_chapter_imports_only_what_polybook_installs(nb_path):
     assert not needed - _allowed_imports(), f"{nb_path.name} imports {sorted(needed - _allowed_imports())}"
 
 
-@pytest.mark.parametrize("module", sorted((ROOT / "polybook").glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("module", sorted((ROOT / "polybook").rglob("*.py")),
+                         ids=lambda p: str(p.relative_to(ROOT / "polybook")))
 def test_package_imports_only_its_dependencies(module):
     needed = _required_imports(ast.parse(module.read_text()))
     assert not needed - _allowed_imports(), f"{module.name} imports {sorted(needed - _allowed_imports())}"
@@ -190,6 +191,7 @@ def test_freeze_comparison_finds_every_change():
         "downgraded: numpy==2.1.3 -> numpy==2.0.0"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("POLYBOOK_SKIP_COLAB_RUNTIME") == "1", reason="POLYBOOK_SKIP_COLAB_RUNTIME=1")
 def test_every_chapter_runs_in_colabs_runtime(capsys):
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "colab_runtime.py")], cwd=ROOT,

@@ -14,7 +14,9 @@ import torch  # noqa: E402
 
 import polybook as pb  # noqa: E402
 from polybook import collisions as co  # noqa: E402
-from polybook.experiments import checksum  # noqa: E402
+from polybook.display import markdown_table  # noqa: E402
+from polybook.experiments import checksum, get_experiment  # noqa: E402
+from polybook.views import collisions as cv  # noqa: E402
 
 TINY = {"n": 8, "m": (8, 16), "instances": 3, "steps": 60, "lr": 1e-2, "l1": 1e-2}
 
@@ -94,7 +96,7 @@ def test_paper_record_is_loaded_when_present_and_none_otherwise(tmp_path, monkey
     assert math.isclose(rows[1]["ratio"], rows[1]["mean"] / 2.0)
     fit = co.fit_loglog_slope(loaded["results"]["m"], loaded["results"]["polysemantic"], boot=50)
     fig, ax = plt.subplots()
-    co.plot_law(ax, loaded, label="paper scale", fit=fit)
+    cv.plot_law(ax, loaded, label="paper scale", fit=fit)
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     plt.close(fig)
 
@@ -191,12 +193,12 @@ def test_run_setting_reports_counts_and_prediction():
 
 
 def test_markdown_table_rounds_floats_only():
-    t = co.markdown_table(["x", "y"], [["a", 1.23456], [2, 1000.0]])
+    t = markdown_table(["x", "y"], [["a", 1.23456], [2, 1000.0]])
     assert t.splitlines() == ["| x | y |", "|---|---|", "| a | 1.23 |", "| 2 | 1000 |"]
 
 
 def test_birthday_figure_simulates_and_draws_the_exact_values():
-    fig, sim = co.birthday_figure(16, 32, trials=300, seed=0)
+    fig, sim = cv.birthday_figure(16, 32, trials=300, seed=0)
     lines = [ln.get_xdata()[0] for ax in fig.axes for ln in ax.get_lines()]
     assert any(math.isclose(x, pb.expected_colliding_pairs(16, 32)) for x in lines)
     assert any(math.isclose(x, pb.expected_polysemantic_exact(16, 32)) for x in lines)
@@ -268,7 +270,54 @@ def test_plot_law_over_n_draws_both_families():
          "predicted": n * n / (4 * m), "predicted_exact": pb.expected_polysemantic_exact(n, m)}
         for n, m in [(16, 64), (32, 64), (32, 256), (64, 1024)]]}})
     fig, axes = plt.subplots(1, 2)
-    co.plot_law_over_n(axes[0], rows[:2])
-    co.plot_law_over_n(axes[1], rows[2:])
+    cv.plot_law_over_n(axes[0], rows[:2])
+    cv.plot_law_over_n(axes[1], rows[2:])
     assert len(axes[0].lines) >= 3 and len(axes[1].lines) >= 3
     plt.close(fig)
+
+
+# --------------------------------------------------------------------------- the experiments as declared
+
+
+def test_both_experiments_declare_their_rows_replay_and_pieces():
+    law, law_n = get_experiment("collisions"), get_experiment("collisions-n")
+    assert law.rows is co.law_rows and law_n.rows is co.law_over_n_rows
+    assert law_n.replay is co.replay_law_over_n and law_n.run is co.run_law_over_n
+    assert law.resumable and law_n.resumable
+    assert "collisions-n" in law_n.stored  # the chapter loads it: released with the book
+    assert isinstance(law_n.book, co.LawOverNConfig) and law_n.book == co.LawOverNConfig()
+    record = _synthetic_record()
+    assert law.rows(record) == co.law_rows(record["results"])
+
+
+def test_replay_with_its_defaults_matches_a_fresh_record(tmp_path):
+    record = _tiny_law_n(tmp_path)
+    replay = get_experiment("collisions-n").replay(record)
+    assert replay["replayed"] == replay["stored"] and len(replay["stored"]) == 1
+
+
+@pytest.mark.parametrize("field, value", [
+    ("n", ()), ("n", (0, 8)), ("m", (16, 1.5)), ("instances", 1), ("steps", 0), ("checkpoint_steps", ()),
+    ("checkpoint_steps", (0,)), ("lr", 0.0), ("l1", -1e-3), ("l1", float("nan")), ("optimizer", "adam"),
+    ("weight_decay", -0.1), ("seed", -1), ("seed", 2**63),
+])
+def test_law_over_n_config_refuses_each_bad_value(field, value):
+    base = {"n": (8, 16), "m": (16, 16)}
+    with pytest.raises(ValueError, match=f"^{field} must be "):
+        co.LawOverNConfig(**{**base, field: value})
+
+
+def test_law_over_n_config_checks_the_rules_between_fields_after_each_field():
+    with pytest.raises(ValueError, match=r"^m must be a tuple of 2 widths, one per n"):
+        co.LawOverNConfig(n=(8, 16), m=(16,))
+    with pytest.raises(ValueError, match=r"^checkpoint_steps must be .* <= 100"):
+        co.LawOverNConfig(steps=100, checkpoint_steps=(50, 200))
+    assert co.LawOverNConfig(steps=100, checkpoint_steps=(100,)).checkpoint_steps == (100,)
+
+
+def test_birthday_explorer_builds_without_drawing():
+    pytest.importorskip("ipywidgets")
+    before = plt.get_fignums()
+    widget = cv.birthday_explorer(16, 32, trials=50)
+    assert widget is not None
+    assert plt.get_fignums() == before  # nothing is drawn until the button is pressed

@@ -1,4 +1,4 @@
-"""The co-occurrence chapter's science: inputs, loss, training loop, predictions and the stored run."""
+"""The co-occurrence chapter: inputs, weighted loss, training loop, predictions, the experiment, the views."""
 
 import math
 from pathlib import Path
@@ -8,7 +8,10 @@ import torch
 
 import polybook as pb
 from polybook import cooccurrence as cc
-from polybook.experiments import load_result, run_experiment
+from polybook.experiments import get_experiment, load_result, run_experiment
+from polybook.experiments import cooccurrence as cx
+from polybook.train import Diverged
+from polybook.views import cooccurrence as cv
 
 STORED = Path(__file__).resolve().parent.parent / "book" / "results" / "cooccurrence" / "result.json"
 
@@ -33,7 +36,7 @@ def test_structured_weights_put_nothing_on_pairs_across_blocks():
 def test_level_zero_loss_and_gradient_are_the_papers():
     W = pb.init_weights(3, 10, 20, seed=4)
     X, w = cc.input_weights(10, 0.0)
-    loss, grad = cc.loss_and_grad(W, X, w, 1e-3)
+    loss, grad = cc.weighted_loss_and_grad(W, X, w, 1e-3)
     ref_loss, ref_grad = pb.loss_and_grad(W, 1e-3)
     torch.testing.assert_close(loss, pb.reconstruction_loss(W), atol=1e-5, rtol=1e-6)
     torch.testing.assert_close(loss, ref_loss, atol=1e-5, rtol=1e-6)
@@ -61,7 +64,7 @@ def test_gradient_matches_autograd_with_pairs(noise):
     P = H @ Wr.transpose(-1, -2)
     total = (w.unsqueeze(-1) * (X - torch.relu(P)) ** 2).sum() + 0.01 * Wr.abs().sum()
     total.backward()
-    _, grad = cc.loss_and_grad(W, X, w, 0.01, xi)
+    _, grad = cc.weighted_loss_and_grad(W, X, w, 0.01, xi)
     torch.testing.assert_close(grad, Wr.grad, atol=1e-5, rtol=1e-5)
 
 
@@ -71,7 +74,7 @@ def test_opposite_sign_pair_costs_two_per_joint_occurrence():
         assert math.isclose(float(cc.two_feature_loss(1.0, -1.0, q)), 2 * 2 * q, abs_tol=1e-12)
     # separate neurons cost nothing at any level
     X, w = cc.input_weights(2, 0.4)
-    loss, _ = cc.loss_and_grad(torch.tensor([[[1.0, 0.0], [0.0, -1.0]]]), X, w)
+    loss, _ = cc.weighted_loss_and_grad(torch.tensor([[[1.0, 0.0], [0.0, -1.0]]]), X, w)
     assert float(loss) == pytest.approx(0.0, abs=1e-7)
 
 
@@ -107,7 +110,7 @@ def test_shared_pairs_split_by_block():
     W = torch.zeros(1, 4, 3)
     W[0, 0, 0], W[0, 2, 0] = 1.0, -1.0  # across blocks {0,1} | {2,3}
     W[0, 1, 1], W[0, 3, 2] = 1.0, 1.0
-    assert cc.shared_pairs(W, 2) == {"within": [0], "across": [1]}
+    assert cc.shared_pairs_by_cooccurrence(W, 2) == {"within": [0], "across": [1]}
 
 
 @pytest.mark.parametrize("kwargs,needle", [
@@ -128,6 +131,16 @@ def test_input_weights_refuse_bad_values(kwargs, needle):
     (dict(groups=(3,)), "groups must be a divisor"),
     (dict(instances=1), "instances must be"),
     (dict(structured_level=-1.0), "structured_level must be"),
+    (dict(structured_level=1.5), "structured_level must be"),
+    (dict(levels=()), "levels must be"),
+    (dict(levels=[0.0, 0.1]), "levels must be"),
+    (dict(groups=(1,)), "groups must be"),
+    (dict(groups=(32,)), "groups must be a non-empty tuple of integers >= 2 and <= 16"),
+    (dict(n=8, groups=(8,)), "groups must be a non-empty tuple of integers >= 2 and <= 4"),
+    (dict(n=3, groups=()), "n must be an integer >= 4"),
+    (dict(optimizer="adam"), "optimizer must be"),
+    (dict(optimizer="sgd", weight_decay=0.01), "weight_decay must be 0 with optimizer 'sgd'"),
+    (dict(seed=-1), "seed must be"),
 ])
 def test_config_refuses_bad_values(change, needle):
     with pytest.raises(ValueError, match=needle):
@@ -162,3 +175,50 @@ def test_stored_result_matches_a_replayed_slice():
     replay = cc.replay_cooccurrence(record, settings=(0, 4), instances=2)
     # the same initial weights and the same CPU program give the same counts, to the last model
     assert replay["replayed"] == replay["stored"]
+
+
+def test_config_accepts_no_groupings_and_sgd_without_decay():
+    cfg = cc.CoocConfig(n=4, groups=(), optimizer="sgd")
+    assert cfg.weights().shape == (len(cfg.levels), 4 + 6)
+    assert cc.CoocConfig(n=8, groups=(2, 4)).groups == (2, 4)
+
+
+def test_train_inputs_stops_a_diverging_run():
+    X, w = cc.input_weights(4, 0.1)
+    with pytest.raises(Diverged, match="lower lr"):
+        cc.train_inputs(pb.init_weights(2, 4, 8), X, w, steps=5, lr=1e30)
+
+
+def test_noisy_training_is_seeded():
+    X, w = cc.input_weights(4, 0.1)
+    W0 = pb.init_weights(2, 4, 8, seed=3)
+    runs = [cc.train_inputs(W0, X, w, steps=20, noise="gaussian", sigma=0.05, seed=s) for s in (0, 0, 1)]
+    assert torch.equal(runs[0].W, runs[1].W) and not torch.equal(runs[0].W, runs[2].W)
+
+
+def test_the_experiment_is_declared_in_its_file():
+    exp = get_experiment("cooccurrence")
+    assert exp is cx.EXPERIMENT and exp.config is cc.CoocConfig
+    assert exp.book == cc.CoocConfig() and exp.paper == cc.CoocConfig(n=64, m=512, instances=32, steps=10000)
+    assert exp.rows is cc.level_rows and exp.replay is cc.replay_cooccurrence and not exp.resumable
+    assert cc.shared_pairs_by_cooccurrence is cx.shared_pairs_by_cooccurrence
+
+
+def test_plot_levels_draws_the_counts():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [{"level": q, "mean": c, "sem": 0.1} for q, c in [(0.0, 2.0), (0.01, 1.0), (0.1, 0.0)]]
+    fig, ax = plt.subplots()
+    cv.plot_levels(ax, rows, q_l1=0.0155, exact=2.1)
+    assert ax.get_xscale() == "symlog" and len(ax.lines) >= 3
+    plt.close(fig)
+
+
+def test_explorer_builds_its_controls():
+    pytest.importorskip("ipywidgets")
+    box = cv.explorer()
+    names = {getattr(w, "description", "") for w in box.widget.children}
+    assert {"level q", "features n", "neurons m", "Train"} <= names

@@ -1,4 +1,5 @@
-"""polybook.noise: noise moments, the expected squared ReLU, batched training, the experiment."""
+"""polybook.noise (noise moments, the expected squared ReLU), its experiments (batched training, ``noise``,
+``noise_width``) and its explorer."""
 
 import dataclasses
 import json
@@ -10,6 +11,8 @@ import torch
 
 import polybook as pb
 from polybook import noise as nz
+from polybook.experiments.noise import NoiseConfig, log_steps, train_together
+from polybook.experiments.noise_width import NoiseWidthConfig, replay_noise_width
 
 
 @pytest.mark.parametrize("kind", nz.FAMILIES)
@@ -108,7 +111,7 @@ def _configs(steps=200, draws=1):
 @pytest.mark.parametrize("draws", [1, 3])
 def test_train_together_gives_what_train_gives_config_by_config(draws):
     configs = _configs(draws=draws)
-    together = nz.train_together(configs, snapshot_steps=[0, 50, 200], device="cpu", progress=False)
+    together = train_together(configs, snapshot_steps=[0, 50, 200], device="cpu", progress=False)
     for cfg, res in zip(configs, together):
         alone = pb.train(cfg, snapshot_steps=[0, 50, 200], device="cpu", progress=False)
         assert torch.equal(res.W0, alone.W0)
@@ -122,13 +125,13 @@ def test_train_together_gives_what_train_gives_config_by_config(draws):
 def test_train_together_accepts_different_learning_rates():
     a, b = _configs(steps=50)[:2]
     b = dataclasses.replace(b, lr=0.01)
-    res = nz.train_together([a, b], device="cpu", progress=False)
+    res = train_together([a, b], device="cpu", progress=False)
     torch.testing.assert_close(res[1].W, pb.train(b, device="cpu", progress=False).W, atol=1e-5, rtol=0)
 
 
 def test_train_together_restores_the_thread_count():
     before = torch.get_num_threads()
-    nz.train_together(_configs(steps=3), device="cpu", progress=False)
+    train_together(_configs(steps=3), device="cpu", progress=False)
     assert torch.get_num_threads() == before
 
 
@@ -141,18 +144,18 @@ def test_train_together_rejects_configs_that_cannot_share_a_program(change, need
     configs = _configs(steps=5)
     configs[1] = dataclasses.replace(configs[1], **change)
     with pytest.raises(ValueError, match=needle):
-        nz.train_together(configs, device="cpu", progress=False)
+        train_together(configs, device="cpu", progress=False)
 
 
 def test_log_steps_start_at_zero_end_at_steps_and_increase():
-    s = nz.log_steps(100_000, 60)
+    s = log_steps(100_000, 60)
     assert s[0] == 0 and s[1] == 1 and s[-1] == 100_000
     assert all(x < y for x, y in zip(s, s[1:]))
 
 
 def test_noise_config_rejects_an_unknown_family():
-    with pytest.raises(ValueError, match="family must be one of"):
-        nz.NoiseConfig(families=("bernoulli", "cauchy"))
+    with pytest.raises(ValueError, match="families must be one of"):
+        NoiseConfig(families=("bernoulli", "cauchy"))
 
 
 def test_paper_scale_is_the_papers_setting():
@@ -210,7 +213,7 @@ def test_tiny_noise_width_experiment_pairs_the_runs_and_counts_by_every_rule():
 
 def test_noise_width_config_rejects_a_fluctuation_size_it_does_not_run():
     with pytest.raises(ValueError, match="fluct_n must be one of"):
-        nz.NoiseWidthConfig(ns=(8, 16), fluct_n=32)
+        NoiseWidthConfig(ns=(8, 16), fluct_n=32)
 
 
 def test_stored_noise_width_result_loads_and_matches_its_registered_config():
@@ -235,17 +238,85 @@ def test_stored_noise_width_result_matches_a_replayed_slice():
     from pathlib import Path
 
     record = pb.load_result(Path(__file__).resolve().parent.parent / "book" / "results" / "noise_width")
-    cfg = nz.NoiseWidthConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["config"].items()})
-    horizon = 300
+    out = replay_noise_width(record, horizon=300)
     widths = record["results"]["widths"]
-    for w in (widths[0], widths[-1]):
-        n = w["n"]
-        W0 = pb.init_weights(cfg.instances, n, cfg.ratio * n, seed=cfg.seed + n)
-        configs = [dataclasses.replace(cfg.train_config(n, r["family"], r["sigma"]), steps=horizon) for r in w["runs"]]
-        steps = [t for t in w["runs"][0]["steps"] if t <= horizon]
-        again = nz.train_together(configs, W0s=[W0] * len(configs), snapshot_steps=steps,
-                                  snapshot_fn=nz.mean_fourth_norm, device="cpu", progress=False)
-        for stored, res in zip(w["runs"], again):
-            for row, t in enumerate(steps):
-                # stored to 6 decimals; another machine's float rounding may differ by about 1e-6
-                np.testing.assert_allclose(res.snapshots[t].numpy(), stored["per_instance"][row], atol=1e-5, rtol=0)
+    assert len(out["stored"]) == len(out["replayed"]) == 2
+    for w, stored, again in zip((widths[0], widths[-1]), out["stored"], out["replayed"]):
+        steps = [t for t in w["runs"][0]["steps"] if t <= 300]
+        assert len(stored) == len(again) == len(w["runs"])
+        for s_run, r_run in zip(stored, again):
+            assert len(s_run) == len(r_run) == len(steps)
+            # stored to 6 decimals; another machine's float rounding may differ by about 1e-6
+            np.testing.assert_allclose(r_run, s_run, atol=1e-5, rtol=0)
+
+
+# --------------------------------------------------------------------------- the experiment files and the explorer
+
+
+def test_noise_config_refuses_each_bad_field_by_name(change, needle):
+    with pytest.raises(ValueError, match=needle):
+        NoiseConfig(**change)
+
+
+def test_noise_config_may_leave_out_the_shared_runs_and_the_count_run():
+    cfg = NoiseConfig(shared_families=(), count_instances=0)
+    assert len(cfg.settings()) == len(cfg.families) * len(cfg.sigmas)
+    assert not any(r["shared"] or r["seed"] != cfg.seed for r in cfg.settings())
+
+
+@pytest.mark.parametrize("change,needle", [
+    (dict(ns=()), "ns must be"), (dict(ns=(1, 32)), "ns must be"), (dict(ratio=0), "ratio must be"),
+    (dict(families=("cauchy",)), "families must be one of"), (dict(sigmas=(0.0,)), "sigmas must be"),
+    (dict(l1=0.0), "l1 must be"), (dict(l1_steps=0), "l1_steps must be"), (dict(snapshots=1), "snapshots must be"),
+    (dict(fluct_family="cauchy"), "fluct_family must be one of"), (dict(fluct_sigma=0.0), "fluct_sigma must be"),
+    (dict(draws=0), "draws must be"), (dict(slow_factor=0), "slow_factor must be"),
+])
+def test_noise_width_config_refuses_each_bad_field_by_name(change, needle):
+    with pytest.raises(ValueError, match=needle):
+        NoiseWidthConfig(**change)
+
+
+def test_train_together_stops_a_diverging_run_naming_the_learning_rate():
+    from polybook.train import Diverged
+
+    cfg = pb.TrainConfig(n=4, m=8, instances=2, steps=300, lr=50.0, optimizer="sgd", noise="gaussian", sigma=1.0)
+    with pytest.raises(Diverged, match=r"diverged by step \d+ of 300.*lr \(now 50\)"):
+        train_together([cfg], device="cpu", progress=False)
+
+
+def test_a_fresh_noise_width_record_replays_exactly(tmp_path):
+    from polybook.experiments import get_experiment
+
+    assert get_experiment("noise_width").replay is replay_noise_width and get_experiment("noise").replay is None
+    rec = pb.run_experiment("noise_width", "book", {"ns": (4, 6), "fluct_n": 6, "steps": 40, "l1_steps": 10,
+                                                    "instances": 2, "snapshots": 6, "draws": 2},
+                            device="cpu", progress=False)
+    out = replay_noise_width(json.loads(json.dumps(rec)), horizon=25)
+    assert out["stored"] == out["replayed"] and len(out["stored"]) == 2
+    with pytest.raises(ValueError, match="record must be a noise_width result"):
+        replay_noise_width({**rec, "experiment": "noise"})
+
+
+def test_explorer_figure_trains_the_chosen_setting():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from polybook.views import noise as nv
+
+    fig, res = nv.explorer_figure("laplace", 0.05, steps=50, instances=2)
+    assert res.config.noise == "laplace" and tuple(res.W.shape) == (2, 8, 16) and max(res.snapshots) == 50
+    plt.close(fig)
+
+
+def test_the_explorer_offers_the_chapters_controls():
+    pytest.importorskip("ipywidgets")
+    from polybook.views import noise as nv
+
+    controls = {w.description: w for w in nv.explorer().widget.children if hasattr(w, "value")}
+    assert list(controls["family"].options) == list(nz.FAMILIES) and controls["family"].value == "bernoulli"
+    sigma = controls["sigma"]
+    assert (sigma.base, sigma.min, sigma.max, sigma.step, sigma.readout_format) == (10, -1.7, -0.5, 0.05, ".3f")
+    assert sigma.value == pytest.approx(0.1)
+    assert list(controls["steps"].options) == [2_000, 5_000, 20_000, 50_000, 100_000] and controls["steps"].value == 20_000

@@ -21,18 +21,16 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from polybook.experiments import all_experiments
+
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
 CHAPTERS = sorted(p for p in BOOK.glob("*.ipynb") if 'SCALE = \\"book\\"' in p.read_text())
 SMOKE = {"POLYBOOK_SMOKE_STEPS": "2"}
 
 
-def _experiments() -> list[str]:
-    out = subprocess.run([sys.executable, "-m", "polybook", "list"], capture_output=True, text=True, cwd=ROOT)
-    return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
-
-
-@pytest.mark.parametrize("name", _experiments())
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(all_experiments()))
 def test_every_experiment_runs_at_paper_scale(name, tmp_path):
     res = subprocess.run(
         [sys.executable, "-m", "polybook", "run", name, "--scale", "paper", "--device", "cpu", "--quiet",

@@ -8,7 +8,9 @@ import torch
 
 import polybook as pb
 from polybook import prevention as pv
-from polybook.experiments import load_result, run_experiment
+from polybook.experiments import get_experiment, load_result, run_experiment
+from polybook.experiments.interventions import INTERVENTIONS, InterventionsConfig
+from polybook.train import Diverged
 
 STORED = Path(__file__).resolve().parent.parent / "book" / "results" / "interventions" / "result.json"
 
@@ -82,10 +84,10 @@ def test_warmup_changes_the_run_and_resampling_separates_leaders():
     assert (W[0, 1:3, 2] == 0).all()  # and nothing lands on another feature's leading neuron
 
 
-def test_shared_pairs_and_overlap():
+def test_pairs_sharing_a_neuron_and_pairs_in_common():
     W = torch.tensor([[[1.0, 0.0], [-1.0, 0.0], [0.9, 0.0], [0.0, 1.0]]])
-    assert pv.shared_pairs(pb.band_mask(W)) == [[(0, 1), (0, 2), (1, 2)]]
-    assert pv.pair_overlap([(0, 1), (0, 2)], [(0, 2), (1, 2)]) == 1
+    assert pv.pairs_sharing_a_neuron(pb.band_mask(W)) == [[(0, 1), (0, 2), (1, 2)]]
+    assert pv.pairs_in_common([(0, 1), (0, 2)], [(0, 2), (1, 2)]) == 1
 
 
 def _random_pairings(seeds, n, k, rng):
@@ -139,3 +141,107 @@ def test_stored_result_matches_a_replayed_slice():
     assert record["provenance"]["git_dirty"] is False
     replay = pv.replay_interventions(record, names=("baseline", "wd_0.01"), instances=2)
     assert replay["replayed"] == replay["stored"]
+
+
+# --------------------------------------------------------------------------- the experiment's declaration
+
+
+@pytest.mark.parametrize("field, value, needle", [
+    ("n", 1, "n must be an integer >= 2"),
+    ("m", 16, "m must be an integer >= 32"),  # m below n (n = 32 by default)
+    ("instances", 1, "instances must be an integer >= 2"),
+    ("steps", 1, "steps must be an integer >= 2"),
+    ("lr", 0.0, "lr must be a finite number > 0"),
+    ("l1", -1e-3, "l1 must be a finite number >= 0"),
+    ("interventions", (), "interventions must be"),
+    ("interventions", ("baseline", "nothing"), "interventions must be one of"),
+    ("interventions", ("resample", "baseline"), "interventions must be a tuple starting with 'baseline'"),
+    ("sup_n", 1, "sup_n must be an integer >= 2"),
+    ("sup_m", 0, "sup_m must be an integer >= 1"),
+    ("sup_sparsity", 1.0, "sup_sparsity must be a finite number >= 0 and <= 0.999"),
+    ("sup_decay", 0.0, "sup_decay must be a finite number > 0"),
+    ("sup_decay", 1.5, "sup_decay must be .* <= 1"),
+    ("sup_seeds", 1, "sup_seeds must be an integer >= 2"),
+    ("sup_steps", 0, "sup_steps must be an integer >= 1"),
+    ("seed", -1, "seed must be"),
+])
+def test_interventions_config_refuses_each_bad_field(field, value, needle):
+    with pytest.raises(ValueError, match=needle):
+        InterventionsConfig(**{field: value})
+
+
+def test_interventions_config_accepts_its_bounds():
+    cfg = InterventionsConfig(n=8, m=8, instances=2, steps=2, interventions=("baseline",), sup_sparsity=0.999,
+                              sup_decay=1.0, sup_seeds=2, sup_steps=1)
+    assert cfg.m == cfg.n and cfg.interventions == ("baseline",)
+    assert cfg.capped(2) == cfg
+
+
+def test_the_experiment_is_declared_with_its_replay_and_rows():
+    exp = get_experiment("interventions")
+    assert exp.config is InterventionsConfig and exp.book == InterventionsConfig()
+    assert exp.paper == InterventionsConfig(n=64, m=256, instances=32, sup_seeds=32)
+    assert exp.rows is pv.intervention_rows and exp.replay is pv.replay_interventions
+    assert exp.book.interventions == tuple(INTERVENTIONS)
+
+
+def _schedule_reference(W0, cfg, l1_warmup, resample_every, resample_until):
+    """The warm-up and resampling loop written out by hand: step, resample, check."""
+    W = W0.detach().to(torch.float32).clone().requires_grad_(True)
+    opt = torch.optim.AdamW([W], lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    gen = torch.Generator().manual_seed(cfg.seed + 2_000_003)
+    warm, resampled = l1_warmup * cfg.steps, 0
+    with torch.no_grad():
+        for t in range(cfg.steps):
+            _, W.grad = pb.loss_and_grad(W, cfg.l1 * min(1.0, t / warm) if warm else cfg.l1)
+            opt.step()
+            if resample_every and (t + 1) % resample_every == 0 and t + 1 <= resample_until:
+                resampled += pv.resample_shared(W, opt, gen)
+    return W.detach(), resampled
+
+
+def test_train_schedule_resamples_after_each_update_from_its_own_stream():
+    cfg = pb.TrainConfig(n=8, m=12, instances=3, steps=240, lr=3e-3, l1=3e-3, weight_decay=0.01, seed=5)
+    W0 = pb.init_weights(3, 8, 12, seed=5)
+    W, k = pv.train_schedule(W0, cfg, l1_warmup=0.25, resample_every=40, resample_until=200)
+    W_ref, k_ref = _schedule_reference(W0, cfg, 0.25, 40, 200)
+    assert k == k_ref > 0
+    assert torch.equal(W, W_ref)
+
+
+def test_train_schedule_stops_a_diverging_run():
+    cfg = pb.TrainConfig(n=4, m=8, instances=2, steps=200, lr=1e38, l1=1.0)
+    with pytest.raises(Diverged, match="interventions diverged"):
+        pv.train_schedule(pb.init_weights(2, 4, 8), cfg)
+
+
+# --------------------------------------------------------------------------- views
+
+
+def test_tradeoff_figure_and_explorer_figure_draw():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from polybook.views import prevention as pvv
+
+    rec = {"results": {"interventions": [
+        {"name": "baseline", "label": "b", "polysemantic": [1, 2], "final_loss": [1e-5, 2e-5], "one_hot": [1, 1],
+         "flops_ratio": 1.0},
+        {"name": "wide4_pruned", "label": "w", "polysemantic": [0, 1], "final_loss": [1e-5, 1e-5], "one_hot": [1, 1],
+         "flops_ratio": 4.0}]}}
+    fig, axes = plt.subplots(1, 2)
+    pvv.plot_tradeoff(axes, pv.intervention_rows(rec), highlight=["wide4_pruned"])
+    assert len(axes[1].texts) == 2
+    plt.close(fig)
+    fig, (base, iv) = pvv.explorer_figure("l1_warmup", n=4, m=8, instances=2, steps=20)
+    assert base.shape == iv.shape == (2,)
+    plt.close(fig)
+
+
+def test_the_explorer_builds():
+    pytest.importorskip("ipywidgets")
+    from polybook.views import prevention as pvv
+
+    assert pvv.explorer() is not None

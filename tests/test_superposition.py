@@ -11,6 +11,7 @@ import torch
 
 from polybook import superposition as sp
 from polybook.experiments import apply_overrides, get_experiment
+from polybook.experiments import superposition as spx
 
 
 def test_inputs_have_the_requested_sparsity_and_uniform_values():
@@ -170,8 +171,11 @@ def test_neuron_census_counts_features_per_neuron_above_threshold():
     ("sparsity", (0.5, 1.0), "sparsity must be a non-empty tuple of numbers in [0, 1)"),
     ("sparsity", (), "sparsity must be a non-empty tuple"),
     ("sparsity", 0.9, "sparsity must be a non-empty tuple"),
-    ("importance_decay", 0.0, "importance_decay must be a number in (0, 1], got 0.0"),
-    ("importance_decay", 1.5, "importance_decay must be a number in (0, 1]"),
+    ("sparsity", (-0.1, 0.5), "sparsity must be a finite number >= 0, got -0.1"),
+    ("sparsity", (0.5, True), "sparsity must be a finite number >= 0, got True"),
+    ("importance_decay", 0.0, "importance_decay must be a finite number > 0 and <= 1, got 0.0"),
+    ("importance_decay", 1.5, "importance_decay must be a finite number > 0 and <= 1, got 1.5"),
+    ("importance_decay", True, "importance_decay must be a finite number > 0"),
     ("m", 0, "m must be an integer >= 1, got 0"),
     ("repeats", 0, "repeats must be an integer >= 1"),
     ("batch_size", 0, "batch_size must be an integer >= 1"),
@@ -184,6 +188,11 @@ def test_config_rejects_bad_values(field, value, message):
     with pytest.raises(ValueError) as err:
         sp.SuperpositionConfig(**{field: value})
     assert message in str(err.value)
+
+
+def test_config_accepts_the_edges_of_its_ranges():
+    cfg = sp.SuperpositionConfig(sparsity=(0, 0.999999), importance_decay=1)
+    assert cfg.instances == 2 and cfg.importance_decay == 1
 
 
 def test_sparsity_override_from_the_command_line_is_parsed():
@@ -209,3 +218,72 @@ def test_paper_scale_is_the_toy_models_setting():
     cfg = get_experiment("superposition").scales["paper"]
     assert (cfg.n, cfg.m, cfg.importance_decay, cfg.batch_size, cfg.steps) == (20, 5, 0.7, 1024, 10_000)
     assert cfg.sparsity == (0.0, 0.7, 0.9, 0.97, 0.99, 0.997, 0.999)
+
+
+def test_training_matches_a_plain_adamw_loop_bit_for_bit():
+    # The loop in full, with PyTorch's own AdamW at its defaults: the numbers the book was made with.
+    cfg = sp.SuperpositionConfig(n=7, m=3, sparsity=(0.5, 0.95), repeats=2, hidden_relu=True, steps=120,
+                                 batch_size=32, l1=1e-3, weight_decay=0.01, seed=5)
+    res = sp.train_superposition(cfg, device="cpu", progress=False)
+    W0 = torch.randn(cfg.instances, cfg.n, cfg.m, generator=torch.Generator().manual_seed(cfg.seed)) * math.sqrt(2 / 10)
+    W, b = W0.clone().requires_grad_(True), torch.zeros(cfg.instances, cfg.n, requires_grad=True)
+    opt = torch.optim.AdamW([W, b], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen, imp, S = torch.Generator().manual_seed(cfg.seed + 1_000_003), sp.importances(cfg.n, 0.7), cfg.instance_sparsity()
+    losses = []
+    for t in range(cfg.steps):
+        for group in opt.param_groups:
+            group["lr"] = spx._cosine_lr(t, cfg.steps, cfg.lr)
+        x = sp.sample_batch(S, cfg.n, cfg.batch_size, gen)
+        loss = ((x - sp.forward(W, b, x, True)) ** 2 * imp).sum(-1).mean(-1)
+        opt.zero_grad(set_to_none=True)
+        (loss.sum() + cfg.l1 * W.abs().sum()).backward()
+        opt.step()
+        losses.append(loss.detach())
+    assert torch.equal(res.W0, W0)
+    assert torch.equal(res.W, W.detach()) and torch.equal(res.b, b.detach())
+    assert torch.equal(res.losses, torch.stack(losses))
+
+
+def test_a_diverging_run_stops_with_diverged():
+    from polybook.train import Diverged
+
+    cfg = sp.SuperpositionConfig(n=4, m=2, sparsity=(0.0,), steps=150, batch_size=8, lr=1e30)
+    with pytest.raises(Diverged, match="diverged by step 100 of 150"):
+        sp.train_superposition(cfg, device="cpu", progress=False)
+
+
+def test_experiment_contract_and_replay(tmp_path):
+    from polybook.experiments import load_result, run_experiment
+
+    exp = get_experiment("superposition")
+    assert exp.config is sp.SuperpositionConfig and exp.run is sp.run_superposition and exp.rows is None
+    run_experiment("superposition", "book", out=tmp_path, device="cpu", progress=False,
+                   overrides={"n": 6, "m": 2, "sparsity": (0.0, 0.9), "repeats": 2, "steps": 40, "batch_size": 16})
+    replay = exp.replay(load_result(tmp_path))
+    assert replay["replayed"] == replay["stored"]
+    assert len(replay["stored"]["represented"]) == 2 and len(replay["stored"]["final_loss"][0]) == 2
+    with pytest.raises(ValueError, match="superposition result"):
+        exp.replay({"experiment": "collisions"})
+
+
+def test_figures_draw_and_the_explorer_reports_what_it_shows():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from polybook.views import superposition as spv
+
+    theta = torch.arange(5) * 2 * math.pi / 5
+    pentagon = torch.stack([theta.cos(), theta.sin()], dim=-1)  # (5, 2)
+    fig = spv.plot_phase_change(torch.stack([pentagon, 0.3 * pentagon]), (0.9, 0.0))
+    assert len(fig.axes) == 6  # two columns of two panels, and two colour bars
+    fig, ax = plt.subplots()
+    spv.plot_directions(ax, pentagon, title="pentagon")
+    assert ax.get_title() == "pentagon" and len(ax.texts) == 10  # an arrow and a label per feature
+    fig, count = spv.explore(density=0.5, importance_decay=0.9, n=5, m=2, steps=30)
+    assert count == int(sp.represented(spv._explore_weights(0.5, 0.9, 5, 2, 30, 0))[0])
+    assert f"{count} of 5 features represented" in fig._suptitle.get_text()
+    with pytest.raises(ValueError, match="density must be a number in"):
+        spv.explore(density=0.0)
+    plt.close("all")

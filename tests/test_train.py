@@ -205,3 +205,82 @@ def test_thread_picker_probes_again_when_its_pace_drops():
         picker.close()
     finally:
         torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------- the loop scaffold
+
+from polybook.train import Diverged, make_optimizer, run_steps, seeded_generator  # noqa: E402
+
+
+def test_run_steps_records_losses_calls_after_and_restores_threads():
+    W = torch.ones(3, 2, 4)
+    seen = []
+    before = torch.get_num_threads()
+
+    def step(t):
+        seen.append(torch.get_num_threads())
+        W.mul_(0.5)
+        return torch.full((3,), float(t))
+
+    losses = run_steps(step, 5, device=torch.device("cpu"), watch=lambda: (W,), instances=3,
+                       after=lambda t: seen.append(-t - 1))
+    assert losses[:, 0].tolist() == [0, 1, 2, 3, 4]
+    assert seen == [1, -1, 1, -2, 1, -3, 1, -4, 1, -5]  # one thread by default; after(t) follows step t
+    assert torch.get_num_threads() == before
+    assert float(W[0, 0, 0]) == 0.5**5
+
+
+def test_run_steps_stops_a_diverging_loop_at_the_first_check_naming_what_to_lower():
+    W = torch.ones(2, 3, 3)
+    calls = []
+
+    def step(t):
+        calls.append(t)
+        if t == 130:
+            W[1, 0, 0] = float("nan")
+        return torch.zeros(2)
+
+    with pytest.raises(Diverged, match=r"toy diverged by step 200 of 500 \(instance 1\).*lower lr \(now 0.5\)"):
+        run_steps(step, 500, device=torch.device("cpu"), watch=lambda: (W,), instances=2, desc="toy",
+                  settings=TrainConfig(lr=0.5))
+    assert calls[-1] == 199  # fails if the loop trained on past the check after the NaN
+
+
+def test_run_steps_keeps_autograd_only_when_asked():
+    p = torch.ones(1, 2, requires_grad=True)
+    flags = []
+
+    def step(t):
+        flags.append(torch.is_grad_enabled())
+        return torch.zeros(1)
+
+    run_steps(step, 1, device=torch.device("cpu"), watch=lambda: (p,), instances=1)
+    run_steps(step, 1, device=torch.device("cpu"), watch=lambda: (p,), instances=1, autograd=True)
+    assert flags == [False, True]
+
+
+def test_make_optimizer_kernels_agree_in_kind_and_refuse_bad_settings():
+    W = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(0))
+    outs = []
+    for fused in (None, False):
+        w = W.clone().requires_grad_(True)
+        opt = make_optimizer([w], "adamw", 1e-2, fused=fused)
+        for _ in range(5):
+            w.grad = w.detach() * 2
+            opt.step()
+        outs.append(w.detach())
+    # Two kernels, one algorithm: they agree to float32 rounding (but need not bit for bit).
+    assert torch.allclose(outs[0], outs[1], atol=1e-6)
+    assert type(make_optimizer([W.clone().requires_grad_(True)], "adam", 1e-3)).__name__ == "Adam"
+    with pytest.raises(ValueError, match="weight_decay must be 0 with optimizer 'sgd'"):
+        make_optimizer([W], "sgd", 0.1, weight_decay=0.1)
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        make_optimizer([W], "lion", 0.1)
+
+
+def test_seeded_generator_streams_differ_from_the_weights_draw():
+    a = torch.rand(4, generator=seeded_generator(3))
+    b = torch.rand(4, generator=torch.Generator().manual_seed(3))
+    c = torch.rand(4, generator=seeded_generator(3, offset=7))
+    assert not torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(a, torch.rand(4, generator=seeded_generator(3)))

@@ -5,7 +5,8 @@ import math
 import pytest
 
 from polybook import TrainConfig
-from polybook.experiments import CollisionsConfig, apply_overrides
+from polybook.experiments import apply_overrides
+from polybook.experiments.collisions import CollisionsConfig
 from polybook.train import resolve_device
 
 BAD_TRAIN = [

@@ -20,7 +20,6 @@ from .config import ExperimentConfig, param
 from .overrides import apply_overrides
 from .records import (
     RESULTS_URL_ENV,
-    STORED_RESULTS,
     ResultError,
     checksum,
     config_hash,
@@ -31,7 +30,7 @@ from .records import (
     to_json,
     write_atomic,
 )
-from .registry import EXPERIMENTS, MODULES, Experiment, _load_all, all_experiments, get_experiment
+from .registry import EXPERIMENTS, MODULES, Experiment, _load_all, all_experiments, get_experiment, stored_folders
 from .runner import SCALES, SMOKE_ENV, Pieces, estimate_seconds, measured_rate, run_experiment, smoke_steps
 
 __all__ = [
@@ -43,11 +42,14 @@ __all__ = [
     "run_experiment",
     "stored_result",
     "Experiment",
-    "ExperimentConfig",
 ]
 
 
 def __getattr__(name: str):
+    if name == "STORED_RESULTS":
+        # The stored results released with the book (the folders of ``book/results`` the experiments
+        # declare): what a runtime without that folder (Colab) can fetch with ``stored_result``.
+        return stored_folders()
     # The collisions experiment's names, kept importable from here for code written against
     # earlier versions (``from polybook.experiments import CollisionsConfig``).
     if name in ("CollisionsConfig", "replay_collisions", "summarise_width", "assemble_collisions",

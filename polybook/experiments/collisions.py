@@ -7,9 +7,11 @@ its run (resumable, one piece per width), its replay and its table rows.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -21,6 +23,8 @@ from ..train import Diverged, TrainConfig, TrainResult, train, train_memory_byte
 from .config import ExperimentConfig
 from .registry import Experiment
 from .runner import Pieces
+
+__all__ = ["CollisionsConfig", "law_rows"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,6 +147,58 @@ def replay_collisions(record: dict, widths: int = 1, instances: int = 2, device:
     return out
 
 
+def count_stats(counts) -> dict[str, np.ndarray]:
+    """Mean, standard error of the mean and 16th/84th percentiles of counts over instances.
+
+    Parameters
+    ----------
+    counts : array-like
+        ``(len(m), instances)``.
+
+    Examples
+    --------
+    >>> s = count_stats([[1, 3], [2, 2]])
+    >>> s["mean"].tolist(), s["sem"].tolist()
+    ([2.0, 2.0], [1.0, 0.0])
+    """
+    c = np.asarray(counts, dtype=float)
+    if c.ndim != 2 or c.shape[1] < 2:
+        raise ValueError(f"counts must have shape (len(m), instances >= 2), got {c.shape}")
+    return {
+        "mean": c.mean(axis=1),
+        "sem": c.std(axis=1, ddof=1) / math.sqrt(c.shape[1]),
+        "p16": np.percentile(c, 16, axis=1),
+        "p84": np.percentile(c, 84, axis=1),
+    }
+
+
+def law_rows(record: dict) -> list[dict]:
+    """One row per ``m`` of a collisions record (the ``results`` part or the whole record).
+
+    Each row: ``m``, ``mean``, ``sem``, ``p16``, ``p84`` of the band-rule count, ``by_mass``
+    (mean), ``mixed`` and ``same`` (mean sign split), ``predicted`` (``n^2/(4m)``), ``exact``
+    (the idealised expectation), ``ratio`` (mean / predicted) and ``ratio_exact``.
+
+    Introduced in the book: :ref:`law-measured` (chapter collisions).
+    """
+    res = record.get("results", record)
+    n = res["n"]
+    stats = count_stats(res["polysemantic"])
+    rows = []
+    for j, m in enumerate(res["m"]):
+        pred, exact = predicted_polysemantic(n, m), expected_polysemantic_exact(n, m)
+        rows.append({
+            "n": n, "m": m,
+            **{k: float(v[j]) for k, v in stats.items()},
+            "by_mass": float(np.mean(res["polysemantic_by_mass"][j])),
+            "mixed": float(np.mean(res["mixed_sign"][j])),
+            "same": float(np.mean(res["same_sign"][j])),
+            "predicted": pred, "exact": exact,
+            "ratio": float(stats["mean"][j]) / pred, "ratio_exact": float(stats["mean"][j]) / exact,
+        })
+    return rows
+
+
 EXPERIMENT = Experiment(
     "collisions",
     "polysemantic neurons vs m for the L1 autoencoder, against n^2/(4m)",
@@ -151,5 +207,7 @@ EXPERIMENT = Experiment(
     paper=CollisionsConfig(n=256, m=tuple(range(256, 4097, 256)), instances=16),
     run=run_collisions,
     replay=replay_collisions,
+    rows=law_rows,
     resumable=True,
+    stored=("collisions-paper",),
 )

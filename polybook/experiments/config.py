@@ -31,7 +31,7 @@ def param(default: Any, *, minimum: float | None = None, maximum: float | None =
     """A config field with its own bounds: ``minimum``/``maximum`` (``strict``: above the minimum),
     ``choices`` for text, ``empty`` to allow an empty tuple."""
     rule = {k: v for k, v in dict(minimum=minimum, maximum=maximum, strict=strict, choices=choices,
-                                  empty=empty).items() if v not in (None, False)}
+                                  empty=empty).items() if v is not None and v is not False}
     return dataclasses.field(default=default, metadata={"rule": rule})
 
 

@@ -18,8 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ResultError", "load_result", "stored_result", "release_file", "config_hash", "checksum",
-           "STORED_RESULTS", "RESULTS_URL_ENV", "results_url", "to_json", "write_atomic"]
+__all__ = ["ResultError", "stored_result", "release_file", "config_hash"]
 
 
 def _git(root: Path, *args: str) -> str | None:
@@ -162,12 +161,6 @@ def results_url() -> str:
     return os.environ.get(RESULTS_URL_ENV, "").strip() or default
 
 
-#: The stored results released with the book (the folders of ``book/results``): what a runtime without
-#: that folder (Colab) can fetch with :func:`stored_result` (``tests/test_stored_results.py`` keeps it current).
-STORED_RESULTS = ("architectures", "collisions-n", "collisions-paper", "cooccurrence", "interventions",
-                  "noise_width", "sae", "sparsification-paper", "winners")
-
-
 def _local_release_file(name: str) -> Path | None:
     """``results/NAME`` (beside a notebook) or ``book/results/NAME`` (from the root), whichever exists."""
     return next((base / name for base in (Path("results"), Path("book") / "results") if (base / name).is_file()), None)
@@ -179,6 +172,8 @@ def release_file(name: str, timeout: float = 60.0) -> Path:
     Looks in ``results/`` (from the notebook's folder) and ``book/results/`` (from the root); otherwise
     downloads ``results_url()/NAME`` into ``results/NAME`` (written atomically) and returns that path.
     Raises :class:`ResultError` naming the URL when it cannot be read.
+
+    Introduced in the book: :doc:`/book/reproduce` (chapter reproduce).
     """
     import urllib.request
 

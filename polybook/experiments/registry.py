@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Experiment", "EXPERIMENTS", "MODULES", "all_experiments", "get_experiment"]
+__all__ = ["Experiment", "EXPERIMENTS", "all_experiments", "get_experiment"]
 
 
 #: The modules of ``polybook.experiments`` that declare an experiment (``EXPERIMENT = Experiment(...)``):
@@ -48,6 +48,9 @@ class Experiment:
         returns ``{"stored": ..., "replayed": ...}``, equal for a record made in the reproducible mode.
     rows : callable, optional
         ``rows(record)``: one dict per row of the table the chapter shows.
+    stored : tuple of str
+        The folders of ``book/results`` holding its records that the book loads (released with
+        the book, so a runtime without those files can download them).
     """
 
     name: str
@@ -59,6 +62,7 @@ class Experiment:
     replay: Callable[..., dict] | None = None
     rows: Callable[..., list] | None = None
     resumable: bool = False
+    stored: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for scale in ("book", "paper"):
@@ -95,6 +99,12 @@ def _load_all() -> None:
     for module in MODULES:
         if module.replace("_", "-") not in EXPERIMENTS and module not in EXPERIMENTS:
             _load(module)
+
+
+def stored_folders() -> tuple[str, ...]:
+    """Every folder of ``book/results`` that an experiment declares as stored, sorted."""
+    _load_all()
+    return tuple(sorted(folder for exp in EXPERIMENTS.values() for folder in exp.stored))
 
 
 def all_experiments() -> dict[str, Experiment]:

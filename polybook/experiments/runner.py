@@ -25,7 +25,7 @@ from .overrides import apply_overrides
 from .records import _command_line, _source_state, checksum, config_hash, to_json, write_atomic
 from .registry import get_experiment
 
-__all__ = ["run_experiment", "Pieces", "SCALES", "SMOKE_ENV", "smoke_steps", "estimate_seconds", "measured_rate"]
+__all__ = ["run_experiment"]
 
 
 SCALES = ("book", "paper")

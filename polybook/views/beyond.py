@@ -7,8 +7,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from . import beyond as bb
+from ..beyond import encode, make_dictionary, mixed_latents, sae_responses, sample_data, train_sae
 from ..plots import PALETTE
+from .explorer import explorer as _explorer
+from .explorer import int_slider, log_slider
 
 __all__ = ["plot_architectures", "plot_sae", "explorer_figure", "explorer"]
 
@@ -61,13 +63,13 @@ def explorer_figure(ratio: float = 2.0, features: int = 32, d: int = 16, seeds: 
     import matplotlib.pyplot as plt
 
     width = max(1, int(round(ratio * features)))
-    D = bb.make_dictionary(features, d, seed)
-    _, x = bb.sample_data(D, 4096, 0.05, seed)
-    p = bb.train_sae(x, width, [seed + 100 + s for s in range(seeds)], steps=steps, batch=256, sae_l1=sae_l1, seed=seed)
-    resp = bb.sae_responses(p, D)
-    mixed = bb.mixed_latents(resp).tolist()
+    D = make_dictionary(features, d, seed)
+    _, x = sample_data(D, 4096, 0.05, seed)
+    p = train_sae(x, width, [seed + 100 + s for s in range(seeds)], steps=steps, batch=256, sae_l1=sae_l1, seed=seed)
+    resp = sae_responses(p, D)
+    mixed = mixed_latents(resp).tolist()
     with torch.no_grad():
-        A = bb.encode(p, D)  # (seeds, features, width)
+        A = encode(p, D)  # (seeds, features, width)
     fig, axes = plt.subplots(1, seeds, figsize=(4.6 * seeds, 3.6), squeeze=False)
     for s, ax in enumerate(axes[0]):
         alive = torch.nonzero(resp[s].any(0)).flatten()
@@ -94,17 +96,13 @@ def explorer(ratio: float = 2.0, features: int = 32, d: int = 16):
 
     Introduced in the book: :doc:`/book/beyond` (chapter beyond).
     """
-    import ipywidgets as widgets
-    import matplotlib.pyplot as plt
-
-    def show(ratio, features, d):
+    def draw(ratio: float, features: int, d: int) -> None:
         explorer_figure(ratio, features, d)
-        plt.show()
 
-    return widgets.interact_manual.options(manual_name="Train")(
-        show,
-        ratio=widgets.FloatLogSlider(value=ratio, base=2, min=-2, max=3, step=0.5, description="latents/feature",
-                                     continuous_update=False),
-        features=widgets.IntSlider(value=features, min=4, max=64, step=4, description="features", continuous_update=False),
-        d=widgets.IntSlider(value=d, min=4, max=128, step=4, description="dimension d", continuous_update=False),
+    return _explorer(
+        draw,
+        button="Train",
+        ratio=log_slider(ratio, -2, 3, 0.5, "latents/feature", base=2),
+        features=int_slider(features, 4, 64, 4, "features"),
+        d=int_slider(d, 4, 128, 4, "dimension d"),
     )

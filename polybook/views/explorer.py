@@ -35,8 +35,9 @@ def menu(options: Sequence[Any], value: Any, label: str = "", slider: bool = Fal
     """A drop-down menu of ``options`` (or a slider over them, with ``slider``)."""
     import ipywidgets as widgets
 
-    kind = widgets.SelectionSlider if slider else widgets.Dropdown
-    return kind(options=list(options), value=value, description=label, continuous_update=False)
+    if slider:
+        return widgets.SelectionSlider(options=list(options), value=value, description=label, continuous_update=False)
+    return widgets.Dropdown(options=list(options), value=value, description=label)
 
 
 def explorer(draw: Callable[..., Any], button: str = "Train", **controls):

@@ -1,36 +1,15 @@
-"""How L1 regularisation sparsifies an encoding: the forces, the winner-take-all dynamic, its speed.
+"""Experiment ``sparsification``: one feature under L1, simulated exactly, predicted, and trained.
 
-Two normalisations meet here.
+The chapter's science is :mod:`polybook.regularisation`; this file holds what the experiment runs:
+the two simulations of one feature's weights (the step-by-step Euler loop
+:func:`simulate_euler` and its affine form :func:`simulate_affine`, ``O(log m)`` per step), the
+paper's laws and the moving-threshold prediction (:func:`threshold_prediction`), the training
+summary, and the experiment itself: its config, its run, its replay and its table rows.
 
-- The **package loss** (what :func:`polybook.train` minimises) is the summed squared error
-  ``sum_{i,j} (delta_ij - ReLU(W_j . W_i))^2 + l1 * sum |W_ik|``. Its negative gradient on the
-  encoding ``W_i`` is the sum of three forces (:func:`forces`)::
-
-      4 (1 - ||W_i||^2) W_i  -  4 sum_{j != i} ReLU(W_i . W_j) W_j  -  l1 sign(W_i)
-      feature benefit           interference                          regularisation
-
-- The **paper's normalisation** drops the factor 4: ``dW_i/dt = (1 - ||W_i||^2) W_i - ... -
-  lam sign(W_i)``. Gradient descent on the package loss with learning rate ``lr`` and L1
-  strength ``l1`` is the Euler scheme of the paper's flow with time step ``dt = 4 lr`` and
-  ``lam = l1 / 4``.
-
-For one feature (no interference) every weight that is still alive moves by the same affine map,
-``w_k(t) = A(t) (w_k(0) - B(t))``, where the feature benefit multiplies (``A``) and the penalty
-subtracts (``B``): a weight is alive at time ``t`` exactly when ``|w_k(0)| > B(t)``. So
-:func:`simulate_affine` runs the dynamics of ``m`` weights on the sorted initial magnitudes with
-prefix sums, in ``O(log m)`` per step, and reproduces the plain Euler loop
-:func:`simulate_euler` survivor for survivor. All simulation quantities are in the paper's
-normalisation and work on magnitudes ``|w_k|`` (the sign of a weight never changes).
-
-Two experiments live here: ``sparsification`` (simulation, predictions and training curves of
-one feature's sparsification) and ``winners`` (how often a feature's initial leader wins, under
-gradient descent and AdamW, with interference and without, and under AdamW across learning rates
-at a fixed product of learning rate and steps). The book loads a stored ``winners`` run.
-
-The chapter derives, under the balance ``1 - ||w||_2^2 = lam ||w||_1``, the L1 law
-``d(1 / ||w||_1)/dt = lam (m' / ||w||_1^2 - 1) = lam ((1 + RV) / ||w||_2^2 - 1)``, with ``RV`` the
-relative variance of the surviving magnitudes; :func:`threshold_prediction` solves it with ``RV``
-from the moving threshold.
+All simulation quantities are in the paper's normalisation (``dW_i/dt = (1 - ||W_i||^2) W_i -
+... - lam sign(W_i)``) and work on magnitudes ``|w_k|`` (the sign of a weight never changes).
+Gradient descent on the package loss with learning rate ``lr`` and L1 strength ``l1`` is the
+Euler scheme of that flow with ``dt = 4 lr`` and ``lam = l1 / 4``.
 """
 
 from __future__ import annotations
@@ -43,65 +22,21 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import _validate as check
-from .experiments import register
-from .train import TrainConfig, train, train_memory_bytes
+from .. import _validate as check
+from ..train import TrainConfig, train, train_memory_bytes
+from .config import ExperimentConfig, param
+from .registry import Experiment
 
 __all__ = [
-    "forces",
-    "initial_magnitudes",
-    "simulate_euler",
-    "simulate_affine",
-    "paper_survivors",
-    "paper_l1",
-    "threshold_prediction",
-    "dominance",
-    "Trajectory",
     "ThresholdPrediction",
+    "Trajectory",
+    "initial_magnitudes",
+    "paper_l1",
+    "paper_survivors",
+    "simulate_affine",
+    "simulate_euler",
+    "threshold_prediction",
 ]
-
-
-# --------------------------------------------------------------------------- the forces
-
-
-def forces(W: torch.Tensor, l1: float = 0.0) -> dict[str, torch.Tensor]:
-    """The three forces on every encoding, for the package loss (their sum is minus the gradient).
-
-    Introduced in the book: :doc:`/book/regularisation` (chapter regularisation).
-
-    Parameters
-    ----------
-    W : torch.Tensor
-        ``(instances, n, m)`` or ``(n, m)``.
-    l1 : float
-        Strength of the L1 penalty ``l1 * sum |W_ik|``.
-
-    Returns
-    -------
-    dict
-        ``"benefit"`` ``4 (1 - ||W_i||^2) W_i``; ``"interference"``
-        ``-4 sum_{j != i} ReLU(W_i . W_j) W_j``; ``"regularisation"`` ``-l1 sign(W_i)``; each
-        shaped like ``W``.
-
-    Examples
-    --------
-    >>> from polybook.models import loss_and_grad
-    >>> W = torch.tensor([[0.6, 0.0, 0.3], [0.5, -0.4, 0.0]])
-    >>> f = forces(W, l1=0.1)
-    >>> (100 * f["interference"]).round().tolist()  # W_0 . W_1 = 0.3 > 0: pushed apart
-    [[-60.0, 48.0, -0.0], [-72.0, -0.0, -36.0]]
-    >>> bool(torch.allclose(f["benefit"] + f["interference"] + f["regularisation"], -loss_and_grad(W, 0.1)[1]))
-    True
-    """
-    P = W @ W.transpose(-1, -2)  # (instances, n, n): P_ij = W_i . W_j
-    norm2 = torch.diagonal(P, dim1=-2, dim2=-1).unsqueeze(-1)  # (instances, n, 1)
-    off = torch.relu(P) * (1 - torch.eye(W.shape[-2], dtype=W.dtype, device=W.device))
-    return {
-        "benefit": 4 * (1 - norm2) * W,
-        "interference": -4 * (off @ W),
-        "regularisation": -l1 * torch.sign(W),
-    }
-
 
 # --------------------------------------------------------------------------- simulating one feature
 
@@ -304,21 +239,6 @@ def _tail_moments(beta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return 2 * Q, 2 * (phi - beta * Q), 2 * ((1 + beta**2) * Q - beta * phi)
 
 
-def relative_variance_of_excess(beta) -> np.ndarray:
-    """Relative variance of ``|X| - b`` given ``|X| > b``, ``X ~ N(0, 1)``, at ``b = beta``.
-
-    ``pi/2 - 1`` at ``beta = 0`` (a half-normal), rising to 1 as ``beta`` grows (the excess over a
-    high threshold is nearly exponential).
-
-    Examples
-    --------
-    >>> [round(float(v), 4) for v in relative_variance_of_excess([0.0, 8.0])]
-    [0.5708, 0.9725]
-    """
-    p, e1, e2 = _tail_moments(np.asarray(beta, dtype=np.float64))
-    return p * e2 / e1**2 - 1
-
-
 @dataclass
 class ThresholdPrediction:
     """The moving-threshold prediction of :func:`threshold_prediction` at the requested times.
@@ -406,11 +326,13 @@ def training_summary(W: torch.Tensor, alive_above: float) -> torch.Tensor:
     return torch.stack([alive.sum(-1).to(W.dtype), (a * alive).sum(-1), (W * W).sum(-1)], dim=-1)
 
 
+
+
 # --------------------------------------------------------------------------- the experiment
 
 
-@dataclass(frozen=True)
-class SparsificationConfig:
+@dataclasses.dataclass(frozen=True)
+class SparsificationConfig(ExperimentConfig):
     """Sparsification of single features (simulated) and of a trained autoencoder (measured).
 
     Setting ``j`` has ``m[j]`` neurons and L1 strength ``lam[j]`` (paper normalisation) and runs
@@ -422,39 +344,28 @@ class SparsificationConfig:
     """
 
     m: tuple[int, ...] = (10_000, 100_000)
-    lam: tuple[float, ...] = (1e-3, 1e-5)
+    lam: tuple[float, ...] = param((1e-3, 1e-5), strict=True)
     euler: tuple[bool, ...] = (True, False)
     train: tuple[bool, ...] = (True, False)
-    c: float = 0.9
-    dt: float = 0.5
-    horizon: float = 2.5
+    c: float = param(0.9, strict=True)
+    dt: float = param(0.5, strict=True)
+    horizon: float = param(2.5, strict=True)
     train_n: int = 4
-    points: int = 160
+    points: int = param(160, minimum=2)
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        check.integers("m", self.m)
+    def check(self) -> None:
+        """``lam``, ``euler`` and ``train`` hold one entry per ``m``."""
         k = len(self.m)
         for name in ("lam", "euler", "train"):
             v = getattr(self, name)
-            if not isinstance(v, tuple) or len(v) != k:
+            if len(v) != k:
                 check.fail(name, v, f"a tuple with one entry per m ({k})")
-        for v in self.lam:
-            check.number("lam", v, 0.0, strict=True)
-        for name in ("euler", "train"):
-            if not all(isinstance(b, bool) for b in getattr(self, name)):
-                check.fail(name, getattr(self, name), "a tuple of true/false")
-        check.number("c", self.c, 0.0, strict=True)
-        check.number("dt", self.dt, 0.0, strict=True)
-        check.number("horizon", self.horizon, 0.0, strict=True)
-        check.integer("train_n", self.train_n)
-        check.integer("points", self.points, minimum=2)
-        check.seed("seed", self.seed)
 
     def steps(self, j: int) -> int:
         return int(round(self.horizon / self.lam[j] / self.dt))
 
-    def capped(self, steps: int) -> "SparsificationConfig":
+    def capped(self, steps: int) -> SparsificationConfig:
         """This config with the largest ``lam``'s run cut to ``steps`` steps (the others in proportion)."""
         horizon = min(self.horizon, steps * self.dt * max(self.lam))
         return dataclasses.replace(self, horizon=horizon)
@@ -478,7 +389,8 @@ class SparsificationConfig:
         return total
 
 
-def _log_steps(steps: int, points: int) -> np.ndarray:
+def _log_grid(steps: int, points: int) -> np.ndarray:
+    """Step 0 and about ``points`` log-spaced steps up to ``steps`` (sorted, without repeats)."""
     return np.unique(np.concatenate([[0], np.geomspace(1, steps, points).round().astype(np.int64)]))
 
 
@@ -500,14 +412,6 @@ def _rounded(x, digits: int = 6) -> list:
     return [float(f"{v:.{digits}g}") for v in np.asarray(x, dtype=np.float64).tolist()]
 
 
-@register(
-    "sparsification",
-    "one feature under L1: affine simulation vs Euler vs theory vs training",
-    book=SparsificationConfig(),
-    paper=SparsificationConfig(
-        m=(10_000, 100_000, 100_000_000), lam=(1e-3, 1e-5, 1e-5), euler=(True, True, False),
-        train=(True, True, False)),
-)
 def run_sparsification(cfg: SparsificationConfig, device: torch.device, progress: bool = True) -> dict:
     """Per setting: simulated and predicted trajectories, the Euler check, and training curves."""
     settings = []
@@ -515,7 +419,7 @@ def run_sparsification(cfg: SparsificationConfig, device: torch.device, progress
         steps = cfg.steps(j)
         w0 = initial_magnitudes(m, cfg.c, cfg.seed + j)
         sim = simulate_affine(w0, lam, cfg.dt, steps)
-        idx = _log_steps(steps, cfg.points)
+        idx = _log_grid(steps, cfg.points)
         t = sim.t[idx]
         theory = threshold_prediction(t, m, lam, cfg.c)
         late = sim.t >= 3.0
@@ -553,169 +457,54 @@ def run_sparsification(cfg: SparsificationConfig, device: torch.device, progress
     return {"c": cfg.c, "dt": cfg.dt, "settings": settings}
 
 
-# --------------------------------------------------------------------------- which neuron wins
+#: The keys of a setting that :func:`replay_sparsification` compares: the float64 simulation and
+#: its predictions, which any machine reproduces.
+REPLAYED_KEYS = ("t", "survivors", "l1", "theory_survivors", "paper_survivors", "last_alone")
 
 
-def dominance(W: torch.Tensor) -> torch.Tensor:
-    """Share of each encoding's squared norm on its largest weight, ``max_k W_ik^2 / ||W_i||^2``.
+def replay_sparsification(record: dict, settings: int = 2, device: str = "cpu") -> dict:
+    """Re-run the first ``settings`` settings of a stored ``sparsification`` record, cheaply.
 
-    1 for a one-hot encoding; a feature counts as settled on one neuron when it exceeds 0.9.
-
-    Introduced in the book: :ref:`verdict-wta` (chapter regularisation).
+    The simulations and predictions of each setting are made again from the record's own config,
+    without the Euler reference loop; the first setting is trained again when the record trained
+    it. Returns ``{"stored": [...], "replayed": [...]}``, one setting (a dict of the record's
+    ``settings``) per entry. The float64 simulation agrees to rounding on any machine
+    (:data:`REPLAYED_KEYS`); the float32 training only closely, when the record was made on another device.
     """
-    sq = W * W
-    return sq.max(-1).values / sq.sum(-1).clamp_min(torch.finfo(W.dtype).tiny)
+    if record.get("experiment") != "sparsification":
+        raise ValueError(f"record must be a sparsification result, got {record.get('experiment')!r}")
+    cfg = SparsificationConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["config"].items()})
+    k = min(settings, len(cfg.m))
+    cheap = dataclasses.replace(cfg, m=cfg.m[:k], lam=cfg.lam[:k], euler=(False,) * k,
+                                train=(cfg.train[0],) + (False,) * (k - 1))
+    fresh = run_sparsification(cheap, torch.device(device), progress=False)["settings"]
+    return {"stored": record["results"]["settings"][:k], "replayed": fresh}
 
 
-@dataclass(frozen=True)
-class WinnersConfig:
-    """Does each feature's initial leader (largest ``|W_ik(0)|``) end as its only neuron?
-
-    For each ``m`` and optimiser: train ``instances`` autoencoders with ``n`` features (with
-    interference) and ``n * instances`` single features (``n = 1``: no interference; this is
-    exactly what ``interference=False`` computes, feature by feature). AdamW uses ``adamw_lr``,
-    ``adamw_l1``, ``adamw_steps``; gradient descent ``sgd_lr``, ``sgd_l1``, ``sgd_steps``. The
-    ``j``-th ``m`` uses seed ``seed + j``. Winners are recorded at ``points`` log-spaced steps.
-
-    The learning-rate sweep trains, at ``m = lr_m`` (one of ``m``) and from the same initial
-    weights as the main run there, AdamW with each learning rate of ``adamw_lr_sweep`` for
-    ``adamw_lr * adamw_steps / lr`` steps (the product of learning rate and steps held fixed),
-    with interference. An empty sweep skips it.
-    """
-
-    n: int = 64
-    m: tuple[int, ...] = (128, 256, 512)
-    instances: int = 8
-    adamw_lr: float = 1e-3
-    adamw_l1: float = 1e-3
-    adamw_steps: int = 6000
-    sgd_lr: float = 0.05
-    sgd_l1: float = 0.01
-    sgd_steps: int = 3000
-    points: int = 24
-    lr_m: int = 256
-    adamw_lr_sweep: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check.integer("n", self.n)
-        check.integers("m", self.m)
-        check.integer("instances", self.instances)
-        for name in ("adamw_lr", "sgd_lr"):
-            check.number(name, getattr(self, name), 0.0, strict=True)
-        for name in ("adamw_l1", "sgd_l1"):
-            check.number(name, getattr(self, name))
-        for name in ("adamw_steps", "sgd_steps"):
-            check.integer(name, getattr(self, name))
-        check.integer("points", self.points, minimum=2)
-        if not isinstance(self.adamw_lr_sweep, tuple):
-            check.fail("adamw_lr_sweep", self.adamw_lr_sweep, "a tuple of learning rates")
-        for lr in self.adamw_lr_sweep:
-            check.number("adamw_lr_sweep", lr, 0.0, strict=True)
-        if self.adamw_lr_sweep and self.lr_m not in self.m:
-            check.fail("lr_m", self.lr_m, f"one of m {self.m}")
-        check.seed("seed", self.seed)
-
-    def train_config(self, j: int, optimizer: str, single: bool) -> TrainConfig:
-        """The run for the ``j``-th ``m``, ``optimizer``, with interference or as single features."""
-        lr, l1, steps = (getattr(self, f"{optimizer}_{k}") for k in ("lr", "l1", "steps"))
-        n, inst = (1, self.n * self.instances) if single else (self.n, self.instances)
-        return TrainConfig(n=n, m=self.m[j], instances=inst, steps=steps, lr=lr, l1=l1,
-                           optimizer=optimizer, seed=self.seed + j)
-
-    def sweep_config(self, lr: float) -> TrainConfig:
-        """The AdamW run of the learning-rate sweep at ``lr``: ``lr * steps = adamw_lr * adamw_steps``."""
-        j = self.m.index(self.lr_m)
-        steps = max(1, round(self.adamw_lr * self.adamw_steps / lr))
-        return dataclasses.replace(self.train_config(j, "adamw", False), lr=lr, steps=steps)
-
-    def _runs(self) -> list[TrainConfig]:
-        main = [self.train_config(j, opt, single) for j in range(len(self.m))
-                for opt in ("sgd", "adamw") for single in (False, True)]
-        return main + [self.sweep_config(lr) for lr in self.adamw_lr_sweep if lr != self.adamw_lr]
-
-    def peak_bytes(self, device: torch.device) -> int:
-        """Estimated peak memory of the largest single run, in bytes."""
-        return max(train_memory_bytes(tc) for tc in self._runs())
-
-    def flops(self) -> float:
-        """Floating-point operations of every run (4 n^2 m per instance and step)."""
-        return float(sum(4 * tc.n**2 * tc.m * tc.instances * tc.steps for tc in self._runs()))
+def sparsification_rows(record: dict) -> list[dict]:
+    """One row per setting: ``m``, ``lam``, the steps, the survivors at the end, when one weight is left
+    (as a time and in units of ``1 / lam``), whether it was trained, and the two simulations' times."""
+    rows = []
+    for s in record["results"]["settings"]:
+        alone = s["last_alone"]
+        rows.append({
+            "m": s["m"], "lam": s["lam"], "steps": s["steps"], "survivors_at_end": s["survivors"][-1],
+            "last_alone": alone, "last_alone_times_lam": None if alone is None else alone * s["lam"],
+            "trained": "train" in s, "affine_seconds": s["affine_seconds"], "euler_seconds": s.get("euler_seconds"),
+        })
+    return rows
 
 
-def winner_record(W0: torch.Tensor, snapshots: dict[int, torch.Tensor]) -> dict:
-    """Leader statistics from ``W0`` and snapshots of ``torch.stack([winners, dominance], -1)``.
-
-    Returns the final fractions of features won by the initial leader (``leader``; per instance
-    in ``leader_by_instance``, the independent units for a standard error), by one of
-    the initial top 3 (``top3``), settled on one neuron (``settled``: dominance > 0.9), and
-    whose arg-max did not change over the second half of the run (``stable``: the winner is
-    decided); and, over the recorded ``steps``, the fraction whose current arg-max is still the
-    initial leader (``leader_curve``) and is already the final winner (``final_curve``).
-    """
-    steps = sorted(snapshots)
-    win = torch.stack([snapshots[s][..., 0].long() for s in steps])  # (points, instances, n)
-    lead = W0.abs().argmax(-1)  # (instances, n)
-    final = win[-1]
-    rank = (W0.abs() > W0.abs().gather(-1, final.unsqueeze(-1))).sum(-1)
-    half = [k for k, s in enumerate(steps) if 2 * s >= steps[-1]]
-    stable = (win[half] == final).all(0)
-    return {
-        "leader": round(float((rank == 0).double().mean()), 4),
-        "leader_by_instance": [round(float(v), 4) for v in (rank == 0).double().mean(-1)],
-        "stable": round(float(stable.double().mean()), 4),
-        "top3": round(float((rank < 3).double().mean()), 4),
-        "settled": round(float((snapshots[steps[-1]][..., 1] > 0.9).double().mean()), 4),
-        "steps": steps,
-        "leader_curve": [round(float(v), 4) for v in (win == lead).double().mean((1, 2))],
-        "final_curve": [round(float(v), 4) for v in (win == final).double().mean((1, 2))],
-    }
-
-
-@register(
-    "winners",
-    "how often the initial leader of a feature wins, SGD vs AdamW, with and without interference",
-    book=WinnersConfig(),
-    paper=WinnersConfig(n=256, m=(512, 1024, 2048, 4096), instances=4, adamw_steps=10000, sgd_steps=6000, lr_m=1024),
+EXPERIMENT = Experiment(
+    "sparsification",
+    "one feature under L1: affine simulation vs Euler vs theory vs training",
+    SparsificationConfig,
+    book=SparsificationConfig(),
+    paper=SparsificationConfig(
+        m=(10_000, 100_000, 100_000_000), lam=(1e-3, 1e-5, 1e-5), euler=(True, True, False),
+        train=(True, True, False)),
+    run=run_sparsification,
+    replay=replay_sparsification,
+    rows=sparsification_rows,
+    stored=("sparsification-paper",),
 )
-def run_winners(cfg: WinnersConfig, device: torch.device, progress: bool = True) -> dict:
-    """Per ``m``, optimiser and regime (``"interference"`` or ``"single"``): :func:`winner_record`.
-
-    ``lr_sweep`` holds the AdamW learning-rate sweep at ``m = lr_m`` (each entry with its
-    ``lr`` and ``steps``; the entry at ``adamw_lr`` is the main run's) and the main gradient
-    descent run there.
-    """
-    out: dict = {"n": cfg.n, "m": list(cfg.m), "runs": [], "lr_sweep": []}
-
-    def one(tc: TrainConfig, desc: str) -> dict:
-        snaps = _log_steps(tc.steps, cfg.points).tolist()
-        res = train(tc, snapshot_steps=snaps, device=str(device), progress=progress,
-                    snapshot_fn=lambda W: torch.stack([winners_of(W), dominance(W)], -1), desc=desc)
-        rec = winner_record(res.W0, res.snapshots)
-        top = res.W.abs().argmax(-1, keepdim=True)
-        rec["same_sign"] = round(float((torch.sign(res.W0.gather(-1, top))
-                                        == torch.sign(res.W.gather(-1, top))).double().mean()), 4)
-        return rec
-
-    for j, m in enumerate(cfg.m):
-        for opt in ("sgd", "adamw"):
-            for single in (False, True):
-                tc = cfg.train_config(j, opt, single)
-                rec = one(tc, f"winners m={m} {opt}{' single' if single else ''}")
-                out["runs"].append({"m": m, "optimizer": opt, "regime": "single" if single else "interference",
-                                    "features": tc.n * tc.instances, "lr": tc.lr, **rec})
-    if cfg.adamw_lr_sweep:
-        main = {r["optimizer"]: r for r in out["runs"] if r["m"] == cfg.lr_m and r["regime"] == "interference"}
-        for lr in cfg.adamw_lr_sweep:
-            tc = cfg.sweep_config(lr)
-            rec = main["adamw"] if lr == cfg.adamw_lr else {
-                "m": cfg.lr_m, "optimizer": "adamw", "regime": "interference", "features": tc.n * tc.instances,
-                "lr": lr, **one(tc, f"winners m={cfg.lr_m} adamw lr={lr:g}")}
-            out["lr_sweep"].append({**rec, "run_steps": tc.steps})
-        out["lr_sweep"].append({**main["sgd"], "run_steps": cfg.sgd_steps})
-    return out
-
-
-def winners_of(W: torch.Tensor) -> torch.Tensor:
-    """The arg-max of ``|W_ik|`` per feature as a float tensor (to stack with :func:`dominance`)."""
-    return W.abs().argmax(-1).to(W.dtype)

@@ -4,7 +4,7 @@ Two experiments, both small enough for two CPU cores. Each is declared in its ow
 ``polybook/experiments/architectures.py`` and ``polybook/experiments/sae.py`` (models, training
 loop, config, run, replay and table rows); the chapter uses them through this module.
 
-**Architectures** (:class:`ArchConfig`, experiment ``architectures``). The collisions setting
+**Architectures** (:class:`polybook.experiments.architectures.ArchConfig`, experiment ``architectures``). The collisions setting
 (``n`` features, ``m`` neurons, basis inputs, AdamW, L1 ``l1`` on the code) with one change at a
 time. A model maps an input ``x`` (a row, ``(n,)``) to
 
@@ -25,14 +25,14 @@ expected loss is the full one. ``VARIANTS`` lists them; every variant starts fro
 Polysemantic neurons are counted with the book's band rule on the hidden activation of each basis
 input, ``h_i = act_h(c_i)`` (``(instances, n, m)``): for the tied linear model this is ``W`` itself.
 
-**Sparse autoencoders** (:class:`SAEConfig`, experiment ``sae``). Ground truth: ``features`` unit
+**Sparse autoencoders** (:class:`polybook.experiments.sae.SAEConfig`, experiment ``sae``). Ground truth: ``features`` unit
 directions (the dictionary, ``(features, d)``); a sample is ``x = s @ dictionary`` with sparse
 nonnegative coefficients ``s`` (each feature active with probability ``p``, then uniform on
 ``(0, 1]``). An SAE of width ``w`` encodes ``f = ReLU(W_e (x - b_d) + b_e)`` and decodes
 ``x_hat = W_d f + b_d`` with unit-norm decoder columns; its loss is the mean over a minibatch of
 ``||x - x_hat||^2 + sae_l1 * ||f||_1``, trained with Adam.
 
-**The SAE response rule** (:func:`sae_responses`): latent ``a`` *responds* to feature ``f`` when its
+**The SAE response rule** (:func:`polybook.experiments.sae.sae_responses`): latent ``a`` *responds* to feature ``f`` when its
 activation on the dictionary vector of ``f`` alone is at least ``rel`` (1/2) of its largest
 activation over all features and at least ``floor`` (0.1) in absolute terms. A latent responding to
 two or more features is *mixed* (polysemantic).

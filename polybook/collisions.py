@@ -167,7 +167,7 @@ def load_paper_record(path: str | Path | None = None) -> dict | None:
     """The stored paper-scale ``collisions`` record, or ``None`` when it has not been produced.
 
     ``path`` is a ``result.json`` or its folder; by default the places in ``PAPER_PATHS``, and where
-    neither exists (a notebook alone in Colab) the released copy (:func:`~polybook.experiments.stored_result`),
+    neither exists (a notebook alone in Colab) the released copy (:func:`~polybook.experiments.records.stored_result`),
     ``None`` when it cannot be had. Raises ``ValueError`` when the file is not a collisions record.
 
     Introduced in the book: :ref:`law-measured` (chapter collisions).

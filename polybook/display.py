@@ -5,7 +5,7 @@ the book's build (and of the test environment), but not of a plain Jupyter or Co
 chapters import :func:`glue` from here instead: with myst-nb installed it *is* myst-nb's glue (the
 notebook's outputs, and so the built book and the nbval comparison, are exactly as with
 ``from myst_nb import glue``); without it, the value is shown as an ordinary output when
-``display=True`` and is otherwise only kept in :data:`GLUED`, where a reader can look it up by name.
+``display=True`` and is otherwise only kept in ``GLUED``, where a reader can look it up by name.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Training with noise on the hidden layer replaces the hidden activation ``W_i`` of input ``e_i``
 by ``W_i + xi_i``, where ``xi_i`` has independent coordinates of mean 0, standard deviation
-``sigma`` and excess kurtosis ``kappa`` (one of :data:`EXCESS_KURTOSIS`). Output ``j`` then reads
+``sigma`` and excess kurtosis ``kappa`` (one of :data:`polybook.train.EXCESS_KURTOSIS`). Output ``j`` then reads
 
     ReLU(a + Z),   a = W_j . W_i,   Z = W_j . xi_i,
 

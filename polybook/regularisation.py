@@ -17,9 +17,9 @@ Two normalisations meet here.
 For one feature (no interference) every weight that is still alive moves by the same affine map,
 ``w_k(t) = A(t) (w_k(0) - B(t))``, where the feature benefit multiplies (``A``) and the penalty
 subtracts (``B``): a weight is alive at time ``t`` exactly when ``|w_k(0)| > B(t)``. So
-:func:`simulate_affine` runs the dynamics of ``m`` weights on the sorted initial magnitudes with
+:func:`polybook.experiments.sparsification.simulate_affine` runs the dynamics of ``m`` weights on the sorted initial magnitudes with
 prefix sums, in ``O(log m)`` per step, and reproduces the plain Euler loop
-:func:`simulate_euler` survivor for survivor. All simulation quantities are in the paper's
+:func:`polybook.experiments.sparsification.simulate_euler` survivor for survivor. All simulation quantities are in the paper's
 normalisation and work on magnitudes ``|w_k|`` (the sign of a weight never changes).
 
 The chapter's two experiments have files of their own: ``sparsification`` (simulation, predictions
@@ -32,7 +32,7 @@ importable from here too.
 
 The chapter derives, under the balance ``1 - ||w||_2^2 = lam ||w||_1``, the L1 law
 ``d(1 / ||w||_1)/dt = lam (m' / ||w||_1^2 - 1) = lam ((1 + RV) / ||w||_2^2 - 1)``, with ``RV`` the
-relative variance of the surviving magnitudes; :func:`threshold_prediction` solves it with ``RV``
+relative variance of the surviving magnitudes; :func:`polybook.experiments.sparsification.threshold_prediction` solves it with ``RV``
 from the moving threshold.
 """
 

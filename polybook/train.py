@@ -35,7 +35,7 @@ __all__ = ["TrainConfig", "device_report", "train", "TrainResult", "EXCESS_KURTO
 #: The hidden-layer noise distributions (``"none"`` switches noise off).
 NOISE_KINDS = ("none", "bernoulli", "uniform", "gaussian", "laplace")
 
-#: Excess kurtosis ``E[xi^4] / sigma^4 - 3`` of each noise kind of :func:`sample_noise`.
+#: Excess kurtosis ``E[xi^4] / sigma^4 - 3`` of each noise kind of ``sample_noise``.
 #:
 #: Introduced in the book: :doc:`/book/noise` (chapter noise).
 EXCESS_KURTOSIS = {"bernoulli": -2.0, "uniform": -1.2, "gaussian": 0.0, "laplace": 3.0}

@@ -253,6 +253,15 @@ def test_stored_noise_width_result_matches_a_replayed_slice():
 # --------------------------------------------------------------------------- the experiment files and the explorer
 
 
+@pytest.mark.parametrize("change,needle", [
+    (dict(n=0), "n must be"), (dict(instances=0), "instances must be"), (dict(lr=0.0), "lr must be"),
+    (dict(sigmas=(0.1, 0.0)), "sigmas must be"), (dict(separate_sigmas=(-0.1,)), "separate_sigmas must be"),
+    (dict(count_sigma=0.0), "count_sigma must be"), (dict(shared_families=("cauchy",)), "shared_families must be one of"),
+    (dict(separate_families=("cauchy",)), "separate_families must be one of"), (dict(count_family="cauchy"), "count_family"),
+    (dict(count_instances=-1), "count_instances must be"), (dict(separate_steps=0), "separate_steps must be"),
+    (dict(draws=0), "draws must be"), (dict(slow_factor=0), "slow_factor must be"), (dict(snapshots=1), "snapshots must be"),
+    (dict(seed=-1), "seed must be"),
+])
 def test_noise_config_refuses_each_bad_field_by_name(change, needle):
     with pytest.raises(ValueError, match=needle):
         NoiseConfig(**change)

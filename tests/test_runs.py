@@ -121,7 +121,7 @@ def test_an_unwritable_folder_is_refused_before_training(tmp_path, monkeypatch):
     else:
         folder.mkdir(mode=0o500)
     with pytest.raises(ValueError, match="Permission denied"):
-        ex.check_out_folder(folder)
+        ex.runner.check_out_folder(folder)
 
 
 @pytest.mark.parametrize("setting,needle", [
@@ -247,7 +247,7 @@ def test_a_piece_cut_short_is_made_again(tmp_path):
 
 
 def test_provenance_names_polybooks_own_revision_and_whether_it_was_modified():
-    state = ex._source_state()
+    state = ex.records._source_state()
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     if head:  # a checkout of polybook (a source archive has no git)
         assert state["git_revision"] == head and isinstance(state["git_dirty"], bool)
@@ -260,7 +260,7 @@ def test_a_copy_of_the_package_inside_another_repository_reports_no_revision(tmp
     subprocess.run(["git", "-C", str(other), "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-q",
                     "--allow-empty", "-m", "x"], check=True)
     shutil.copytree(ROOT / "polybook", other / "vendored" / "polybook")
-    code = "import json, polybook.experiments as e; print(json.dumps(e._source_state()))"
+    code = "import json, polybook.experiments.records as e; print(json.dumps(e._source_state()))"
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(other / "vendored")})
     assert json.loads(res.stdout) == {"git_revision": None, "git_dirty": None}, res.stderr

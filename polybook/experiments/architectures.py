@@ -8,7 +8,7 @@ The setting is the one of ``collisions`` (``n`` features, ``m`` neurons, basis i
 
 with ``D = W`` (tied; ``D = W U`` for ``second_layer``) or a separate decoder ``D`` (``untied``),
 ``act_h`` the identity or a ReLU, ``act_o`` a ReLU or a GELU and ``b`` an output bias (zero unless
-``biases``). :data:`VARIANTS` lists the changes; every variant starts from the same ``W`` (the
+``biases``). ``VARIANTS`` lists the changes; every variant starts from the same ``W`` (the
 untied decoder from a second draw, ``U`` at the identity), so comparisons are paired. The
 chapter's account of the variants is :mod:`polybook.beyond`; this file holds the models, their
 training loop, the experiment's config, run, replay and table rows.

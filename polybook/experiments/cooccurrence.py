@@ -222,7 +222,7 @@ def train_inputs(
     """Train the tied ReLU autoencoder on the weighted inputs ``X``, every instance at once.
 
     The loop is :func:`polybook.train`'s (the same optimisers and scaffold,
-    :func:`polybook.train.run_steps`, with its divergence checks every
+    ``run_steps``, with its divergence checks every
     ``polybook.train.CHECK_EVERY`` steps) with the loss of ``weighted_loss_and_grad``. On the CPU
     it runs on one thread (restored afterwards). Noise (one of ``polybook.train.NOISE_KINDS``) is
     drawn independently per instance, input and neuron.

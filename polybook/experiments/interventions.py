@@ -6,7 +6,7 @@ L1 strength or schedule, weight decay, width then pruning, resampling of shared 
 training, the config, the run, its replay and its table rows.
 
 Training uses :func:`polybook.train.train` where it fits; an L1 warm-up and resampling need a
-change *during* training, so :func:`train_schedule` is the same loop (same loss, gradient and
+change *during* training, so ``train_schedule`` is the same loop (same loss, gradient and
 optimiser; it reproduces :func:`polybook.train.train` exactly when neither is switched on) with
 those two hooks.
 """
@@ -84,7 +84,7 @@ INTERVENTIONS: dict[str, Intervention] = {
 }
 INIT_KINDS = ("normal", "orthogonal", "sparse", "one_hot")
 
-#: Offset added to a run's seed for the generator of :func:`train_schedule`'s resampling.
+#: Offset added to a run's seed for the generator of ``train_schedule``'s resampling.
 RESAMPLE_OFFSET = 2_000_003
 
 

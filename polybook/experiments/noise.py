@@ -1,7 +1,7 @@
 """Experiment ``noise``: the average fourth norm under hidden-layer noise of four kinds, at the paper's ``n = 8``.
 
 The chapter's science (the moments of the noise, the expected squared ReLU) is :mod:`polybook.noise`;
-this file holds the experiment: its config, the batched SGD loop :func:`train_together` that
+this file holds the experiment: its config, the batched SGD loop ``train_together`` that
 trains every setting as one program, and its run. ``noise_width``
 (:mod:`polybook.experiments.noise_width`) uses the same loop.
 """
@@ -188,7 +188,7 @@ def mean_fourth_norm(W: torch.Tensor) -> torch.Tensor:
 class NoiseConfig(ExperimentConfig):
     """The paper's noise experiment and the chapter's additions, as batched SGD runs.
 
-    Three programs, each one call of :func:`train_together`:
+    Three programs, each one call of ``train_together``:
 
     1. ``main``: every family in ``families`` at every ``sigma``, independent noise per input,
        neuron and instance, ``instances`` models each; plus ``shared_families`` with the authors'

@@ -2,8 +2,8 @@
 
 The noise experiment (:mod:`polybook.experiments.noise`) at ``n = 8, 16, 32`` features with
 ``m = 2n`` neurons, with a paired L1 control and a fluctuation test at the largest ``n``; it trains
-with the same batched loop (:func:`~polybook.experiments.noise.train_together`). The chapter
-``book/noise.ipynb`` reads its stored record; :func:`replay_noise_width` re-makes a slice of it.
+with the same batched loop (``train_together`` in ``polybook.experiments.noise``). The chapter
+``book/noise.ipynb`` reads its stored record; ``replay_noise_width`` re-makes a slice of it.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ __all__: list[str] = []  # the chapter uses its names through polybook.noise
 class NoiseWidthConfig(ExperimentConfig):
     """The noise experiment at several sizes: ``n`` features and ``m = ratio * n`` neurons.
 
-    For each ``n`` in ``ns`` one call of :func:`train_together` trains ``instances`` models of
+    For each ``n`` in ``ns`` one call of ``train_together`` trains ``instances`` models of
     every family in ``families`` at every ``sigma`` (independent noise, SGD at ``lr`` for
     ``steps`` steps, no L1), all from the same initial weights (seed ``seed + n``), so the
     families are compared instance by instance. A second call trains the L1 model of the

@@ -1,7 +1,7 @@
 """Result records: strict JSON written atomically, sealed by a checksum, with their provenance.
 
 A record is a dict: ``experiment``, ``scale``, ``config``, ``results``, ``provenance`` and
-``checksum`` (SHA-256 of everything else, keys sorted). :func:`load_result` refuses a file that
+``checksum`` (SHA-256 of everything else, keys sorted). ``load_result`` refuses a file that
 is missing, truncated, incomplete or edited; :func:`stored_result` finds the book's own records
 (or downloads them once, in a runtime without the book's files).
 """

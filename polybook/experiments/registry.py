@@ -37,12 +37,12 @@ class Experiment:
     name, summary : str
         The name the command line takes, and one line saying what it measures.
     config : type
-        Its config class (a subclass of :class:`polybook.experiments.config.ExperimentConfig`).
-    book, paper : ExperimentConfig
+        Its config class (a subclass of ``ExperimentConfig``).
+    book, paper : object
         The config at each scale.
     run : callable
         ``run(config, device, progress)`` returning the record's ``results`` (plain JSON values);
-        with ``resumable``, also ``pieces=`` (:class:`polybook.experiments.runner.Pieces`).
+        with ``resumable``, also ``pieces=`` (``Pieces``).
     replay : callable, optional
         ``replay(record)`` re-trains a cheap slice of a stored record from its own config and
         returns ``{"stored": ..., "replayed": ...}``, equal for a record made in the reproducible mode.
@@ -75,7 +75,7 @@ class Experiment:
         return {"book": self.book, "paper": self.paper}
 
 
-#: Every named experiment, by name (filled from :data:`MODULES` on first use).
+#: Every named experiment, by name (filled from ``MODULES`` on first use).
 #:
 #: Introduced in the book: :doc:`/book/reproduce` (chapter reproduce).
 EXPERIMENTS: dict[str, Experiment] = {}

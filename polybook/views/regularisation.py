@@ -2,7 +2,7 @@
 
 The chapter draws its figures in its own cells; this module holds what a reader can vary: a small
 model trained under L1, its final encodings and the alive weights per feature over training
-(:func:`alive_weights_figure`, :func:`alive_weights_explorer`).
+(``alive_weights_figure``, :func:`alive_weights_explorer`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def alive_weights_figure(m: int = 24, lam: float = 0.05, optimizer: str = "sgd",
 def alive_weights_explorer(m: int = 24, lam: float = 0.05, optimizer: str = "sgd", lr: float = 0.1,
                            steps: int = 1500):
     """Controls for ``m``, ``lam``, the optimiser and the learning rate, and a button redrawing
-    :func:`alive_weights_figure` with ``steps`` steps (live kernels only).
+    ``alive_weights_figure`` with ``steps`` steps (live kernels only).
 
     Nothing is trained until the button is pressed, so executing the notebook stores no widget output.
 

@@ -1,15 +1,18 @@
 """Command line: ``python -m polybook list`` and ``python -m polybook run EXPERIMENT ...``.
 
 Exit status: 0 done; 2 bad input (unknown experiment or key, bad value, an output folder that
-cannot be written, a run too big for the device's memory), checked before any training, one
-line on stderr; 1 the run diverged (NaN or infinite loss) or its result could not be written;
-130 interrupted with Ctrl-C (finished pieces are kept).
+cannot be written, a run or benchmark size too big for the device's memory, a malformed
+``POLYBOOK_SMOKE_STEPS``), checked before any training, one line on stderr; 1 the run diverged
+(NaN or infinite loss) or its result could not be written; 130 interrupted with Ctrl-C
+(finished pieces are kept).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -77,13 +80,38 @@ def _parse_sizes(text: str) -> list[tuple[int, int, int]]:
     sizes = []
     for part in text.split(","):
         bits = part.lower().split("x")
-        if len(bits) != 3 or not all(b.isdigit() and int(b) > 0 for b in bits):
+        if len(bits) != 3 or not all(b.isascii() and b.isdigit() and int(b) > 0 for b in bits):
             raise ValueError(f"sizes must look like 16x64x128 (instances x n x m, positive), got {part!r}")
         sizes.append(tuple(int(b) for b in bits))
     return sizes
 
 
+def _check_smoke_env() -> None:
+    """Refuse a malformed smoke-test variable before anything reads it (``ValueError`` naming it)."""
+    from .experiments import SMOKE_ENV, smoke_steps
+
+    try:
+        smoke_steps()
+    except ValueError as err:
+        if SMOKE_ENV in str(err):
+            raise
+        raise ValueError(f"{SMOKE_ENV} must be a positive integer when set, got {os.environ[SMOKE_ENV]!r}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before the command started: nothing to keep
+        print("polybook: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    try:
+        _check_smoke_env()
+    except ValueError as err:
+        print(f"polybook: error: {err}", file=sys.stderr)
+        return 2
     args = _parser().parse_args(argv)
     from . import experiments
 
@@ -100,7 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.end_to_end:
                 print(end_to_end(competitor=not args.no_competitor))
                 return 0
-            sizes = _parse_sizes(args.sizes) if args.sizes else BENCH_SIZES
+            if not (math.isfinite(args.min_seconds) and args.min_seconds > 0):
+                raise ValueError(f"--min-seconds must be a finite number of seconds > 0, got {args.min_seconds!r}")
+            sizes = _parse_sizes(args.sizes) if args.sizes is not None else BENCH_SIZES
             rows = run_benchmark(sizes, device=args.device, min_seconds=args.min_seconds)
             print(format_table(rows))
             return 0

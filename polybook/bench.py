@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -41,8 +42,19 @@ from pathlib import Path
 import torch
 
 from . import _numerics
+from . import _validate as check
 from .models import init_weights
-from .train import SMALL_WORK, TrainConfig, make_optimizer, one_cpu_thread, resolve_device, step_work, train
+from .train import (
+    SMALL_WORK,
+    TrainConfig,
+    check_fits,
+    make_optimizer,
+    one_cpu_thread,
+    resolve_device,
+    step_work,
+    train,
+    train_memory_bytes,
+)
 
 # No chapter uses this module: the command line (``python -m polybook bench``) does, so nothing here is public.
 __all__: list[str] = []
@@ -189,9 +201,32 @@ def bench_one(instances: int, n: int, m: int, device: str = "cpu", min_seconds: 
     return BenchRow(instances, n, m, str(dev), base_s * 1e3, ours_s * 1e3, diff, opt_s * 1e3, device_peak_tflops(dev))
 
 
+def bench_memory_bytes(instances: int, n: int, m: int, check_steps: int = 5) -> int:
+    """Estimated peak memory of :func:`bench_one` at one size, in bytes.
+
+    polybook's run (:func:`polybook.train.train_memory_bytes`), plus the baseline's float32
+    tensors: the weights, their gradient, AdamW's two moments, the hidden activations and their
+    gradient (each ``(instances, n, m)``), four ``(instances, n, n)`` outputs and gradients, and
+    the three copies of the weights :func:`bench_one` keeps (the start and both results).
+    """
+    cfg = TrainConfig(n=n, m=m, instances=instances, steps=check_steps)
+    weights = instances * n * m
+    return train_memory_bytes(cfg) + 4 * ((6 + 3) * weights + 4 * instances * n * n + n * n)
+
+
 def run_benchmark(sizes: Sequence[tuple[int, int, int]] = BENCH_SIZES, device: str = "cpu",
                   min_seconds: float = 1.0) -> list[BenchRow]:
-    """:func:`bench_one` for every size."""
+    """:func:`bench_one` for every size.
+
+    Checks everything before the first timing: ``min_seconds`` (finite, above 0), every size
+    (positive integers) and its estimated peak memory (:func:`bench_memory_bytes`) against what
+    ``device`` has free; raises ``ValueError`` otherwise.
+    """
+    if not (check.is_real(min_seconds) and math.isfinite(min_seconds) and min_seconds > 0):
+        check.fail("min_seconds", min_seconds, "a finite number of seconds > 0")
+    dev = resolve_device(device)
+    for instances, n, m in sizes:
+        check_fits(bench_memory_bytes(instances, n, m), dev, f"the benchmark at size {instances}x{n}x{m}")
     return [bench_one(*size, device=device, min_seconds=min_seconds) for size in sizes]
 
 

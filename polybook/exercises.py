@@ -6,6 +6,12 @@ implementation on the same inputs, and prints its verdict: a pass, the first cas
 differ with a hint, or that the exercise is not solved yet (the exercise cell still raises
 ``NotImplementedError``). It never raises, so a notebook with unsolved exercises runs to the end.
 
+Your function and the package's each get their own copy of every case, so a function that changes
+its arguments in place is compared with the package's answer on the case as it was. An answer is
+numbers of the right shape (a float, an array or a tensor; complex numbers or Python objects are
+refused, with a message saying what was expected), and a call that takes more than ``timeout``
+seconds (10 by default) is stopped and reported, where the platform allows it (see ``check``).
+
 >>> from polybook import exercises as ex
 >>> ex.check("expected_polysemantic", lambda n, m: n * n / (4 * m))  # doctest: +ELLIPSIS
 ✗ expected_polysemantic(n=1, m=1) returned 0.25, expected 0.
@@ -18,7 +24,12 @@ differ with a hint, or that the exercise is not solved yet (the exercise cell st
 
 from __future__ import annotations
 
+import copy
 import math
+import numbers
+import signal
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -32,6 +43,10 @@ __all__ = ["check"]
 
 #: Relative and absolute tolerance for floating-point answers (float64 cases: only rounding differs).
 RTOL, ATOL = 1e-6, 1e-9
+#: Seconds one call of the reader's function may take before the check stops it (``check(timeout=...)``).
+TIMEOUT = 10.0
+#: The longest rendering of one value in a message; longer ones are cut, saying how long they were.
+SHOWN_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -58,8 +73,82 @@ class Verdict:
 
 def _as_array(x):
     if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        if x.is_conj() or x.is_neg():
+            x = x.resolve_conj().resolve_neg()
+        try:
+            return x.numpy()
+        except TypeError:  # bfloat16 and other dtypes numpy has not: compare their values as float64
+            if x.is_floating_point():
+                return x.to(torch.float64).numpy()
+            if x.is_complex():
+                return x.to(torch.complex128).numpy()
+            raise
     return np.asarray(x)
+
+
+def _short(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text``, cut to ``limit`` characters with its full length added when it is longer."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+#: What an array's values are, by numpy's dtype kind, for those that are not real numbers.
+_NOT_NUMBERS = {"c": "complex numbers", "O": "Python objects (dtype object)", "U": "text", "S": "bytes",
+                "M": "dates", "m": "time spans", "V": "raw records"}
+
+
+def _describe(x) -> str:
+    """What ``x`` is, for "expected ..., got ..." (its kind and shape, never its values)."""
+    if isinstance(x, torch.Tensor):
+        return f"a tensor of shape {tuple(x.shape)} and dtype {x.dtype}"
+    if isinstance(x, np.ndarray):
+        return f"an array of shape {x.shape} and dtype {x.dtype}"
+    if isinstance(x, (list, tuple, set, dict)):
+        return f"a {type(x).__name__} of {len(x)} item{'' if len(x) == 1 else 's'}"
+    if isinstance(x, int) and not isinstance(x, bool) and not -(2**63) <= x < 2**64:
+        return "an int too large for an array of numbers"
+    if x is None:
+        return "None"
+    kind = type(x).__name__
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+
+
+def _expected(want) -> str:
+    """What the package's answer is, for "expected ..., got ..."."""
+    if isinstance(want, dict):
+        return f"a dict with keys {_show(sorted(want))}"
+    if isinstance(want, (list, tuple)) and not _numeric_sequence(want):
+        return f"a {type(want).__name__} of {len(want)} items"
+    shape = np.shape(_as_array(want))
+    return "real numbers of shape " + str(shape) if shape else "a real number"
+
+
+def _numeric_sequence(want) -> bool:
+    return bool(want) and isinstance(want[0], (float, int)) and not isinstance(want[0], bool)
+
+
+def _numbers(got, want, at: str = "") -> tuple[np.ndarray | None, str | None]:
+    """``got`` as an array of real numbers, or ``None`` and why it is not one ("expected ..., got ...")."""
+    if isinstance(got, (str, bytes, dict, set, frozenset)) or got is None:
+        return None, f"expected {_expected(want)}, got {_describe(got)}{at}"
+    try:
+        g = _as_array(got)
+    except (TypeError, ValueError, RuntimeError, OverflowError):  # ragged lists, tensors numpy cannot hold
+        return None, f"expected {_expected(want)}, got {_describe(got)} that is not an array of numbers{at}"
+    if g.dtype.kind not in "biuf":
+        if g.dtype.kind == "c":
+            return None, f"expected real numbers, got complex numbers{at}"
+        if g.dtype.kind == "O" and not isinstance(got, (np.ndarray, list, tuple)):
+            return None, f"expected {_expected(want)}, got {_describe(got)}{at}"
+        return None, f"expected {_expected(want)}, got {_NOT_NUMBERS.get(g.dtype.kind, str(g.dtype))}{at}"
+    return g, None
+
+
+def _as_pair(x) -> tuple | None:
+    try:
+        return tuple(map(int, x))
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _same(got, want, where: str = "") -> str | None:
@@ -67,36 +156,40 @@ def _same(got, want, where: str = "") -> str | None:
     at = f" in {where}" if where else ""
     if isinstance(want, dict):
         if not isinstance(got, dict):
-            return f"a {type(got).__name__} instead of a dict with keys {sorted(want)}"
+            return f"expected {_expected(want)}, got {_describe(got)}{at}"
         if set(got) != set(want):
-            return f"keys {sorted(got)} instead of {sorted(want)}"
+            try:
+                keys = sorted(got)
+            except TypeError:  # keys of several types
+                keys = list(got)
+            return f"expected keys {_show(sorted(want))}, got keys {_show(keys)}{at}"
         for key in want:
             reason = _same(got[key], want[key], f"[{key!r}]")
             if reason is not None:
                 return reason
         return None
-    if isinstance(want, (list, tuple)) and not (want and isinstance(want[0], (float, int)) and not isinstance(want[0], bool)):
+    if isinstance(want, (list, tuple)) and not _numeric_sequence(want):
         if not isinstance(got, (list, tuple)):
-            return f"a {type(got).__name__} instead of a {type(want).__name__}{at}"
+            return f"expected {_expected(want)}, got {_describe(got)}{at}"
         if len(got) != len(want):
-            return f"{len(got)} items instead of {len(want)}{at}"
+            return f"expected {len(want)} items, got {len(got)}{at}"
         for i, (g, w) in enumerate(zip(got, want)):
-            if isinstance(w, tuple) and tuple(map(int, g)) == w:
+            if isinstance(w, tuple) and _as_pair(g) == w:
                 continue
             reason = _same(g, w, f"{where}[{i}]")
             if reason is not None:
                 return reason
         return None
-    g, w = _as_array(got), _as_array(want)
+    g, reason = _numbers(got, want, at)
+    if reason is not None:
+        return reason
+    w = _as_array(want)
     if g.shape != w.shape:
-        return f"shape {g.shape} instead of {w.shape}{at}"
+        return f"expected shape {w.shape}, got shape {g.shape}{at}"
     if w.dtype == bool or np.issubdtype(w.dtype, np.integer):
         bad = g != w
     else:
-        try:
-            bad = ~np.isclose(g.astype(np.float64), w, rtol=RTOL, atol=ATOL)
-        except (TypeError, ValueError):
-            return f"values of type {g.dtype} instead of numbers{at}"
+        bad = ~np.isclose(g.astype(np.float64), w, rtol=RTOL, atol=ATOL)
     if np.any(bad):
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         if not idx:
@@ -106,11 +199,20 @@ def _same(got, want, where: str = "") -> str | None:
 
 
 def _show(x) -> str:
-    """A short, stable rendering of an argument or answer."""
+    """A short, stable rendering of an argument or answer (at most about ``SHOWN_CHARS`` characters)."""
+    try:
+        return _short(_render(x))
+    except Exception:  # an object whose repr fails: name its type
+        return f"<{type(x).__name__} object>"
+
+
+def _render(x) -> str:
     if isinstance(x, torch.Generator):
         return "torch.Generator(seed)"
     if isinstance(x, dict):
-        return "{" + ", ".join(f"{k!r}: {_show(v)}" for k, v in x.items()) + "}"
+        if len(x) > 12:
+            return f"<dict of {len(x)} items>"
+        return "{" + ", ".join(f"{_show(k)}: {_show(v)}" for k, v in x.items()) + "}"
     if isinstance(x, (torch.Tensor, np.ndarray)):
         a = _as_array(x)
         kind = "tensor" if isinstance(x, torch.Tensor) else "array"
@@ -118,74 +220,150 @@ def _show(x) -> str:
             return f"<{kind} of shape {tuple(a.shape)}>"
         if a.dtype == bool or np.issubdtype(a.dtype, np.integer):
             return f"{kind}({a.astype(int).tolist()})"
+        if a.dtype.kind == "c":
+            return f"{kind}({np.round(a.astype(np.complex128), 4).tolist()})"
+        if a.dtype.kind != "f":
+            return f"<{kind} of shape {tuple(a.shape)} and dtype {a.dtype}>"
         return f"{kind}({np.round(a.astype(np.float64), 4).tolist()})"
     if isinstance(x, (float, np.floating)):
         return f"{float(x):.6g}"
+    if isinstance(x, (np.bool_, np.integer)):
+        return repr(x.item())
     if isinstance(x, (list, tuple)) and len(x) > 6:
         return f"<{type(x).__name__} of {len(x)} items>"
     if isinstance(x, (list, tuple)):
         inner = ", ".join(_show(v) for v in x)
         return f"[{inner}]" if isinstance(x, list) else f"({inner}{',' if len(x) == 1 else ''})"
+    if isinstance(x, int) and not isinstance(x, bool) and abs(x) >= 10**SHOWN_CHARS:
+        return f"<int of {x.bit_length()} bits>"  # too long to print (Python refuses beyond 4300 digits)
     return repr(x)
 
 
-def _call(fn: Callable, case: dict):
-    """Call ``fn`` on fresh copies of the case, so neither side sees the other's in-place changes."""
-    fresh = {}
-    for k, v in case.items():
-        if isinstance(v, torch.Tensor):
-            v = v.clone()
-        elif isinstance(v, np.ndarray):
-            v = v.copy()
-        elif isinstance(v, torch.Generator):
-            v = torch.Generator().manual_seed(v.initial_seed())
-        fresh[k] = v
-    return fn(**fresh)
+def _fresh(case: dict) -> dict:
+    """A deep copy of ``case``: tensors and arrays cloned, containers copied, generators at the same state."""
+    memo: dict = {}
+    for v in case.values():
+        if isinstance(v, torch.Generator):
+            g = torch.Generator(device=v.device)
+            g.set_state(v.get_state())
+            memo[id(v)] = g
+    return copy.deepcopy(case, memo)
+
+
+class _TimedOut(BaseException):
+    """Raised inside the reader's function when its time is up (not an ``Exception``: ``except Exception`` lets it by)."""
+
+
+def _alarm_usable() -> bool:
+    """Whether a SIGALRM time limit can be set here: a platform with ``setitimer``, in the main thread."""
+    return (hasattr(signal, "setitimer") and hasattr(signal, "SIGALRM")
+            and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGALRM) is not None)  # None: a handler set outside Python, not ours to replace
+
+
+def _call_limited(fn: Callable, kwargs: dict, seconds: float | None):
+    """``(fn(**kwargs), False)``, or ``(None, True)`` when the call took more than ``seconds``.
+
+    The limit is an ITIMER_REAL alarm: it needs the main thread and a platform with
+    ``signal.setitimer``; elsewhere, or with ``seconds=None``, the call runs without one. Whatever
+    alarm was set before (handler and time left) is put back afterwards.
+    """
+    if seconds is None or not _alarm_usable():
+        return fn(**kwargs), False
+    state = {"armed": True, "fired": False}
+
+    def on_alarm(signum, frame):
+        if state["armed"]:
+            state["fired"] = True
+            raise _TimedOut
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    start = time.monotonic()
+    old_delay, old_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        try:
+            try:
+                result = fn(**kwargs)
+            finally:
+                state["armed"] = False
+        except _TimedOut:
+            return None, True
+        return (None, True) if state["fired"] else (result, False)  # it caught the interruption, then returned
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if old_delay > 0:  # someone else's alarm: re-arm it with the time it had left (at once if that ran out)
+            signal.setitimer(signal.ITIMER_REAL, max(old_delay - (time.monotonic() - start), 1e-6), old_interval)
 
 
 # --------------------------------------------------------------------------- the check
 
 
-def verdict(name: str, fn: Callable) -> Verdict:
+def verdict(name: str, fn: Callable, *, timeout: float | None = TIMEOUT) -> Verdict:
     """Check ``fn`` against exercise ``name`` and return the outcome (``check`` prints it)."""
     if name not in EXERCISES:
         raise KeyError(f"no exercise named {name!r}; the exercises are: {', '.join(sorted(EXERCISES))}")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real)
+                                or not 0 < timeout < math.inf):
+        raise ValueError(f"timeout must be a number of seconds above 0, or None for no limit; got {timeout!r}")
     if not callable(fn):
         return Verdict(False, f"✗ {name}: expected a function, got {type(fn).__name__}.")
     todo = Verdict(None, f"… {name}: not solved yet. Write it in the exercise cell, run that cell, then run this one again.")
     ex = EXERCISES[name]
     cases = list(ex.cases(np.random.default_rng(sum(map(ord, name)))))
     compare = ex.compare or (lambda g, w, c: _same(g, w))
-    for case in cases:
+    for number, case in enumerate(cases, 1):
         shown = f"{name}({', '.join(f'{k}={_show(v)}' for k, v in case.items())})"
         try:
-            got = _call(fn, case)
+            got, late = _call_limited(fn, _fresh(case), timeout)
         except NotImplementedError:
             return todo
         except Exception as err:  # the reader's bug: name it and the case, without a traceback
-            return Verdict(False, f"✗ {shown} raised {type(err).__name__}: {err}\n  Hint: {ex.hint}")
+            return Verdict(False, f"✗ {shown} raised {type(err).__name__}: {_error_text(err)}\n  Hint: {ex.hint}")
+        if late:
+            return Verdict(False, f"✗ {shown}: your function took more than {timeout:g} s on case {number} of "
+                                  f"{len(cases)}; does a loop never end? If it is only slow, allow it longer: "
+                                  f'ex.check("{name}", {name}, timeout=60).\n  Hint: {ex.hint}')
         if got is Ellipsis:
             return todo  # a stub whose body is still "..."
-        want = _call(ex.reference, case)
+        want = ex.reference(**_fresh(case))
         if got is None and want is not None:
             return Verdict(False, f"✗ {shown} returned None: is a return statement missing?\n  Hint: {ex.hint}")
-        reason = compare(got, want, case)
+        try:
+            reason = compare(got, want, case)
+        except Exception as err:  # an answer of a kind no comparison foresaw: say what it is, not where it broke
+            reason = f"expected {_expected(want)}, got {_describe(got)} ({type(err).__name__}: {_error_text(err)})"
         if reason is not None:
-            detail = f": {reason}" if reason else ""
+            detail = f": {_short(reason, 2 * SHOWN_CHARS)}" if reason else ""
             return Verdict(False, f"✗ {shown} returned {_show(got)}, expected {_show(want)}{detail}.\n  Hint: {ex.hint}")
     return Verdict(True, f"✓ {name}: agrees with polybook on all {len(cases)} cases.")
 
 
-def check(name: str, fn: Callable) -> None:
+def _error_text(err: BaseException) -> str:
+    try:
+        return _short(str(err))
+    except Exception:
+        return "(its message could not be printed)"
+
+
+def check(name: str, fn: Callable, *, timeout: float | None = TIMEOUT) -> None:
     """Check your function ``fn`` for exercise ``name`` and print the verdict.
 
     The cases are random but fixed, smallest first; the first case where ``fn`` and the package
     disagree is printed with a hint. An exercise cell that still raises ``NotImplementedError``
-    prints "not solved yet" instead of a traceback.
+    prints "not solved yet" instead of a traceback. ``fn`` gets its own copy of each case, so
+    changing its arguments in place does not change what the package's answer is computed on.
+
+    Each call of ``fn`` may take ``timeout`` seconds (10 by default; ``None`` for no limit); a
+    longer one is stopped and reported, so a loop that never ends does not hang the notebook. The
+    limit is a SIGALRM timer: it applies when ``check`` runs in the main thread on a platform with
+    ``signal.setitimer`` (Linux and macOS, so Jupyter and Colab, which run cells in the main
+    thread); on Windows or from another thread ``fn`` runs without a limit. An alarm set before
+    the check is put back afterwards.
 
     Introduced in the book: :doc:`/book/superposition` (chapter superposition).
     """
-    print(verdict(name, fn).message)
+    print(verdict(name, fn, timeout=timeout).message)
 
 
 # --------------------------------------------------------------------------- random cases
@@ -273,9 +451,12 @@ def _noise_cases(rng):
 
 def _moments_agree(got, want, case) -> str | None:
     """Compare the moments of two samples with the exact ones, at about five standard errors."""
-    g = _as_array(got).astype(np.float64)
+    g, reason = _numbers(got, want)
+    if reason is not None:
+        return reason
+    g = g.astype(np.float64)
     if g.shape != tuple(case["shape"]):
-        return f"shape {g.shape} instead of {tuple(case['shape'])}"
+        return f"expected shape {tuple(case['shape'])}, got shape {g.shape}"
     sigma, exact = case["sigma"], noise.noise_moments(case["kind"], case["sigma"])
     mean, var = g.mean(), g.var()
     kurt = (g**4).mean() / max(var, 1e-300) ** 2 - 3
@@ -353,16 +534,16 @@ def _overlap_cases(rng):
 
 def _pairs_agree(got, want, case) -> str | None:
     if not isinstance(got, (list, tuple)):
-        return f"a {type(got).__name__} instead of a list with one list of pairs per instance"
+        return f"expected a list with one list of pairs per instance, got {_describe(got)}"
     if len(got) != len(want):
-        return f"{len(got)} instances instead of {len(want)}"
+        return f"expected {len(want)} instances, got {len(got)}"
     for b, (g, w) in enumerate(zip(got, want)):
         try:
             g = [tuple(int(v) for v in p) for p in g]
         except (TypeError, ValueError):
             return f"instance {b} does not hold pairs of feature indices"
         if g != w:
-            return f"instance {b}: {g} instead of {w} (sorted pairs i < j, each once)"
+            return f"instance {b}: {_short(repr(g))} instead of {_short(repr(w))} (sorted pairs i < j, each once)"
     return None
 
 

@@ -19,10 +19,27 @@ All functions are pure: tensors in, tensors out, nothing modified. A ``W`` holdi
 infinity (a diverged run) is refused with a ``ValueError``: a NaN weight fails every comparison,
 so it would otherwise be counted silently as "not in the band", making a broken model look
 monosemantic.
+
+What every metric accepts (anything else is a ``ValueError`` naming the argument):
+
+- a ``torch.Tensor`` or a numpy array (converted to a tensor) of real numbers: a float tensor is
+  used as it is (the book's float32 weights give exactly the numbers they always gave), an integer
+  one is cast to float32; booleans and complex numbers are refused;
+- of shape ``(..., n, m)``: at least two dimensions for the metrics of a whole matrix (the
+  counts, :func:`polysemantic_sign_pattern`, :func:`one_hot_share`, :func:`start_end_overlap`),
+  at least one for those of single weights or encodings (:func:`band_mask`, the ``uses_*``
+  masks, :func:`winners`, :func:`winner_initial_rank`, :func:`fourth_norm`);
+- ``m = 0`` means no neurons: no weight is in any band, no neuron is polysemantic (counts 0), a
+  fourth norm is 0, no encoding is one-hot, overlaps are 0; :func:`winners` and
+  :func:`winner_initial_rank` refuse it, since no neuron can win. :func:`one_hot_share` refuses
+  ``n = 0`` (a share of no encodings);
+- the metrics of two weight tensors of one problem (:func:`winner_initial_rank`,
+  :func:`start_end_overlap`) need the same shape for both.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .models import reconstruction_loss
@@ -54,12 +71,53 @@ def finite(W: torch.Tensor, name: str = "W") -> torch.Tensor:
     return W
 
 
+def as_weights(W, name: str = "W", dims: int = 2) -> torch.Tensor:
+    """``W`` as a real tensor of at least ``dims`` dimensions, checked as the module's docstring says.
+
+    A float tensor comes back unchanged; a numpy array becomes a tensor and integers become float32.
+    ``ValueError`` (naming ``name``) for any other type, booleans, complex numbers, too few
+    dimensions, or a NaN or an infinity.
+    """
+    if isinstance(W, np.ndarray):
+        if W.dtype.kind not in "fiu":
+            raise ValueError(f"{name} must hold real numbers (a float or integer dtype), got numpy {W.dtype}")
+        W = torch.from_numpy(np.array(W, order="C", copy=True))
+    elif not isinstance(W, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor or a numpy array, got {type(W).__name__}")
+    if W.dtype == torch.bool or W.is_complex():
+        raise ValueError(f"{name} must hold real numbers (a float or integer dtype), got {W.dtype}")
+    if not W.is_floating_point():
+        W = W.to(torch.float32)
+    if W.dim() < dims:
+        want = "(..., n, m)" if dims >= 2 else "(..., m)"
+        raise ValueError(f"{name} must have shape {want}, at least {dims} dimension{'s' * (dims > 1)}, "
+                         f"got shape {tuple(W.shape)}")
+    return finite(W, name)
+
+
+def _with_neurons(W: torch.Tensor, name: str, what: str) -> torch.Tensor:
+    """``W`` unchanged; ``ValueError`` when it has no neurons (``m = 0``)."""
+    if W.shape[-1] == 0:
+        raise ValueError(f"{name} must have at least one neuron (m >= 1) for {what}, got shape {tuple(W.shape)}")
+    return W
+
+
+def _same_problem(W_start, W_end) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both weights checked by :func:`as_weights`, of one shape, in one float dtype."""
+    W_start, W_end = as_weights(W_start, "W_start", 1), as_weights(W_end, "W_end", 1)
+    if W_start.shape != W_end.shape:
+        raise ValueError(f"W_start and W_end must have the same shape (one problem: instances, n and m), "
+                         f"got {tuple(W_start.shape)} and {tuple(W_end.shape)}")
+    dtype = torch.promote_types(W_start.dtype, W_end.dtype)
+    return W_start.to(dtype), W_end.to(dtype)
+
+
 def band_mask(W: torch.Tensor, band: tuple[float, float] = BAND) -> torch.Tensor:
     """Boolean mask of the weights whose magnitude lies in ``band`` (inclusive).
 
     Introduced in the book: :ref:`superposition-m-equals-n` (chapter superposition).
     """
-    finite(W)
+    W = as_weights(W, dims=1)
     lo, hi = band
     a = W.abs()
     return (a >= lo) & (a <= hi)
@@ -76,7 +134,8 @@ def uses_by_mass(W: torch.Tensor, share: float = 0.5) -> torch.Tensor:
     """
     if not 0.0 < share <= 1.0:
         raise ValueError(f"share must be in (0, 1], got {share}")
-    sq = finite(W) ** 2
+    W = as_weights(W, dims=1)
+    sq = W**2
     mass = sq.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(W.dtype).tiny)
     return sq >= share * mass
 
@@ -90,7 +149,7 @@ def uses_by_response(W: torch.Tensor, threshold: float = 0.5, relu: bool = False
     """
     if not threshold > 0:
         raise ValueError(f"threshold must be > 0, got {threshold}")
-    W = finite(W)
+    W = as_weights(W, dims=1)
     return (W > threshold) if relu else (W.abs() > threshold)
 
 
@@ -117,7 +176,7 @@ def polysemantic_neurons(W: torch.Tensor, band: tuple[float, float] = BAND) -> t
     >>> int(polysemantic_neurons(W))
     1
     """
-    return shared_neurons(uses_band(W, band))
+    return shared_neurons(uses_band(as_weights(W), band))
 
 
 def polysemantic_neurons_by_mass(W: torch.Tensor, share: float = 0.5) -> torch.Tensor:
@@ -132,7 +191,7 @@ def polysemantic_neurons_by_mass(W: torch.Tensor, share: float = 0.5) -> torch.T
 
     Introduced in the book: :ref:`neurons-not-directions` (chapter superposition).
     """
-    return shared_neurons(uses_by_mass(W, share))
+    return shared_neurons(uses_by_mass(as_weights(W), share))
 
 
 def polysemantic_neurons_by_response(W: torch.Tensor, threshold: float = 0.5, relu: bool = False) -> torch.Tensor:
@@ -147,7 +206,7 @@ def polysemantic_neurons_by_response(W: torch.Tensor, threshold: float = 0.5, re
     >>> int(polysemantic_neurons_by_response(W)), int(polysemantic_neurons_by_response(W, relu=True))
     (2, 1)
     """
-    return shared_neurons(uses_by_response(W, threshold, relu))
+    return shared_neurons(uses_by_response(as_weights(W), threshold, relu))
 
 
 #: The three rules by name, each with what it means; ``"band"`` is :data:`DEFINITION`.
@@ -165,6 +224,7 @@ def polysemantic_by_rule(W: torch.Tensor) -> dict[str, torch.Tensor]:
 
     Introduced in the book: :ref:`verdict-noise-poly` (chapter noise).
     """
+    W = as_weights(W)
     return {
         "band": polysemantic_neurons(W),
         "mass": polysemantic_neurons_by_mass(W),
@@ -181,6 +241,7 @@ def polysemantic_sign_pattern(W: torch.Tensor, band: tuple[float, float] = BAND)
         Shape ``W.shape[:-2] + (2,)``: ``[..., 0]`` neurons whose in-band weights have mixed signs,
         ``[..., 1]`` neurons whose in-band weights all share one sign.
     """
+    W = as_weights(W)
     mask = band_mask(W, band)
     poly = mask.sum(dim=-2) >= 2
     has_pos = (mask & (W > 0)).any(dim=-2)
@@ -195,7 +256,7 @@ def winners(W: torch.Tensor) -> torch.Tensor:
 
     Introduced in the book: :ref:`sensitivity` (chapter collisions).
     """
-    return finite(W).abs().argmax(dim=-1)
+    return _with_neurons(as_weights(W, dims=1), "W", "winners").abs().argmax(dim=-1)
 
 
 def winner_initial_rank(W_start: torch.Tensor, W_end: torch.Tensor) -> torch.Tensor:
@@ -215,6 +276,8 @@ def winner_initial_rank(W_start: torch.Tensor, W_end: torch.Tensor) -> torch.Ten
     >>> winner_initial_rank(W0, torch.tensor([[1.0, 0.0, 0.0]])).tolist()
     [1]
     """
+    W_start, W_end = _same_problem(W_start, W_end)
+    _with_neurons(W_end, "W_end", "a winner")
     win = winners(W_end).unsqueeze(-1)  # (..., n, 1)
     start = W_start.abs()
     return (start > start.gather(-1, win)).sum(dim=-1)
@@ -227,7 +290,7 @@ def fourth_norm(W: torch.Tensor) -> torch.Tensor:
 
     Introduced in the book: :ref:`verdict-noise-poly` (chapter noise).
     """
-    return finite(W).pow(4).sum(dim=-1)
+    return as_weights(W, dims=1).pow(4).sum(dim=-1)
 
 
 def one_hot_share(W: torch.Tensor, tol: float = 1e-3) -> torch.Tensor:
@@ -240,7 +303,11 @@ def one_hot_share(W: torch.Tensor, tol: float = 1e-3) -> torch.Tensor:
 
     Introduced in the book: :ref:`sharing-cost` (chapter cooccurrence).
     """
-    return ((finite(W).abs() > tol).sum(dim=-1) == 1).double().mean(dim=-1)
+    W = as_weights(W)
+    if W.shape[-2] == 0:
+        raise ValueError(f"W must have at least one feature (n >= 1) for a share of encodings, "
+                         f"got shape {tuple(W.shape)}")
+    return ((W.abs() > tol).sum(dim=-1) == 1).double().mean(dim=-1)
 
 
 def start_end_overlap(W_start: torch.Tensor, W_end: torch.Tensor) -> torch.Tensor:
@@ -248,4 +315,8 @@ def start_end_overlap(W_start: torch.Tensor, W_end: torch.Tensor) -> torch.Tenso
 
     Introduced in the book: :ref:`leaders-to-winners` (chapter collisions).
     """
+    W_start, W_end = _same_problem(W_start, W_end)
+    if W_start.dim() < 2:
+        raise ValueError(f"W_start must have shape (..., n, m), at least 2 dimensions, "
+                         f"got shape {tuple(W_start.shape)}")
     return W_start @ W_end.transpose(-1, -2)

@@ -50,12 +50,22 @@ OPTIMIZERS = ("adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 #: Every this many steps (and after the last) :func:`train` checks that the loss and the weights
-#: are finite, so a diverged run stops early instead of training on NaNs to the end.
+#: are finite and that the loss has not blown up, so a diverged run stops early instead of
+#: training on NaNs (or on astronomically large numbers) to the end.
 CHECK_EVERY = 100
+
+#: A run has diverged when an instance's loss exceeds ``DIVERGED_FACTOR`` times its loss at the
+#: first step, that first loss counted as at least :data:`DIVERGED_FLOOR` (see :func:`run_steps`).
+#: The book's losses fall from their start, and its noisy ones stay within a few times it.
+DIVERGED_FACTOR = 1e3
+
+#: The least first-step loss the rule of :data:`DIVERGED_FACTOR` measures from, so that a run
+#: which starts at (or near) a loss of 0, e.g. from a solution, may still rise to ``DIVERGED_FACTOR``.
+DIVERGED_FLOOR = 1.0
 
 
 class Diverged(RuntimeError):
-    """Training made the loss or the weights NaN or infinite.
+    """Training made the loss or the weights NaN or infinite, or the loss blew up (:func:`run_steps`).
 
     Attributes: ``where`` (what was training, e.g. ``"collisions m=512"``) and ``detail`` (the rest of
     the message), ``step`` (the first check that saw it), ``steps``, ``instance`` (the first bad one).
@@ -104,7 +114,8 @@ class TrainConfig:
     init_std : float, optional
         Standard deviation of the initial weights; ``None`` means the paper's ``1/sqrt(m)``.
     seed : int
-        Seeds the initial weights (CPU generator) and the noise.
+        Seeds the initial weights (CPU generator) and the noise: ``0..2^63-1``, room for the
+        offsets an experiment adds to a user's seed (at most ``2^62``), e.g. ``seed + j`` per width.
     """
 
     n: int = 16
@@ -145,7 +156,7 @@ class TrainConfig:
             check.fail("interference", self.interference, "True or False")
         if self.init_std is not None:
             check.number("init_std", self.init_std, 0.0, strict=True)
-        check.seed("seed", self.seed)
+        check.internal_seed("seed", self.seed)
 
 
 @dataclass
@@ -249,8 +260,9 @@ def check_finite(W: torch.Tensor, recent_losses: torch.Tensor, step: int, cfg, d
                  steps: int | None = None) -> None:
     """Raise :class:`Diverged` when ``W`` or the recent ``(steps, instances)`` losses hold a NaN or an infinity.
 
-    ``cfg`` is the run's settings (any object with ``lr`` and perhaps ``l1``, ``sigma``,
-    ``init_std``), which names the settings to lower; ``steps`` is the run's length (default ``cfg.steps``).
+    ``cfg`` is the run's settings (any object with attributes such as ``lr``, ``l1``, ``sigma``,
+    ``init_std``), which names the settings to lower (:func:`divergence_hint`); ``steps`` is the
+    run's length (default ``cfg.steps``).
     """
     steps = cfg.steps if steps is None else steps
     bad = ~torch.isfinite(W).flatten(1).all(dim=1) | ~torch.isfinite(recent_losses).all(dim=0)  # (instances,)
@@ -264,10 +276,37 @@ def check_finite(W: torch.Tensor, recent_losses: torch.Tensor, step: int, cfg, d
 
 
 def divergence_hint(cfg) -> str:
-    """Which settings to lower after a divergence, with their values."""
-    hints = [f"lr (now {cfg.lr:g})"] if getattr(cfg, "lr", None) is not None else []
-    hints += [f"{k} (now {v:g})" for k in ("l1", "sigma", "init_std")
-              if (v := getattr(cfg, k, None)) is not None and v >= 1]
+    """Which settings to lower after a divergence, with their values: only settings ``cfg`` has.
+
+    ``cfg`` is any object with the run's settings as attributes (a ``TrainConfig``, an
+    experiment's config, a ``types.SimpleNamespace``), or ``None``. Named are its learning rates
+    (``lr`` and every ``*_lr``), always, and its penalties, noise and initial scale (``l1``,
+    ``*_l1``, ``sigma``, ``sigmas``, ``*_sigma``, ``*_sigmas``, ``init_std``) when they are at
+    least 1; a tuple counts by its largest value. With none of them: "check the settings".
+
+    >>> import types
+    >>> divergence_hint(types.SimpleNamespace(sae_l1=1e30))
+    'lower sae_l1 (now 1e+30)'
+    """
+    import dataclasses
+
+    if cfg is None:
+        return "check the settings"
+    if dataclasses.is_dataclass(cfg):
+        names = [f.name for f in dataclasses.fields(cfg)]
+    else:
+        names = list(getattr(cfg, "__dict__", {}))
+    hints = []
+    for name in names:
+        value = getattr(cfg, name, None)
+        if isinstance(value, tuple):
+            value = max((v for v in value if check.is_real(v)), default=None)
+        if not check.is_real(value):
+            continue
+        rate = name == "lr" or name.endswith("_lr")
+        scale = name in ("l1", "sigma", "sigmas", "init_std") or name.endswith(("_l1", "_sigma", "_sigmas"))
+        if rate or (scale and value >= 1):
+            hints.append(f"{name} (now {value:g})")
     return "lower " + " or ".join(hints) if hints else "check the settings"
 
 
@@ -394,6 +433,11 @@ def run_steps(
     the instances first) are finite, raising :class:`Diverged` that names the instance and the
     settings of ``settings`` to lower. ``after(t)`` runs after update ``t`` (snapshots, schedules).
 
+    The same checks stop a run that blew up but stayed finite: an instance has diverged when a
+    loss exceeds :data:`DIVERGED_FACTOR` (``1e3``) times its loss at the first step, taken as at
+    least :data:`DIVERGED_FLOOR` (``1``); the :class:`Diverged` message says "the loss rose from X
+    to Y". A run whose losses fall, or fluctuate within a few times their start, never meets it.
+
     Returns the ``(steps, instances)`` losses on ``device``.
     """
     losses = torch.empty(steps, instances, device=device)
@@ -409,13 +453,45 @@ def run_steps(
             picker.start(t)
             losses[t] = step(t)
             picker.stop(t)
-            if after is not None:
-                after(t)
-            if (t + 1) % CHECK_EVERY == 0 or t + 1 == steps:
-                recent = losses[max(0, t + 1 - CHECK_EVERY):t + 1]
+
+            def checks(start: int) -> None:
+                recent = losses[start:t + 1]
                 for tensor in watch():
                     check_finite(tensor.detach(), recent, t + 1, settings, desc, steps)
+                check_growth(losses[0], recent, t + 1, settings, desc, steps)
+
+            if after is not None:
+                try:
+                    after(t)
+                except (ValueError, RuntimeError):
+                    # A hook (a snapshot's metric) may refuse weights that have just become NaN: that is
+                    # the run diverging, which the checks report as such; any other failure stands.
+                    checks(max(0, t + 1 - CHECK_EVERY))
+                    raise
+            if (t + 1) % CHECK_EVERY == 0 or t + 1 == steps:
+                checks(max(0, t + 1 - CHECK_EVERY))
     return losses
+
+
+def check_growth(first: torch.Tensor, recent_losses: torch.Tensor, step: int, cfg, desc: str | None,
+                 steps: int) -> None:
+    """Raise :class:`Diverged` when a recent loss exceeds ``DIVERGED_FACTOR`` times the first one.
+
+    ``first`` is the ``(instances,)`` loss of the first step, ``recent_losses`` the
+    ``(steps, instances)`` losses since the last check; the first loss is counted as at least
+    :data:`DIVERGED_FLOOR`. ``cfg`` names the settings to lower, as in :func:`check_finite`.
+    """
+    limit = DIVERGED_FACTOR * first.clamp_min(DIVERGED_FLOOR)
+    over = (recent_losses > limit).any(dim=0)  # (instances,)
+    if bool(over.any()):
+        instance = int(over.nonzero()[0, 0])
+        peak = float(recent_losses[:, instance].max())
+        raise Diverged(
+            desc, f"diverged by step {step} of {steps} (instance {instance}): the loss rose from "
+            f"{float(first[instance]):.4g} to {peak:.4g} (past the limit {float(limit[instance]):.4g}); "
+            f"{divergence_hint(cfg)}",
+            step, steps, instance,
+        )
 
 
 def train(
@@ -465,7 +541,8 @@ def train(
         Bad shapes or snapshot steps, or a run whose estimated peak memory
         (``train_memory_bytes``) exceeds what the device has free.
     Diverged
-        The loss or the weights became NaN or infinite (checked every ``CHECK_EVERY`` steps).
+        The loss or the weights became NaN or infinite, or the loss rose above
+        ``DIVERGED_FACTOR`` times its start (checked every ``CHECK_EVERY`` steps).
 
     Examples
     --------
@@ -476,6 +553,7 @@ def train(
     cfg = config
     dev = resolve_device(device)
     wanted = sorted(set(int(s) for s in snapshot_steps))
+    wanted_set = set(wanted)
     for s in wanted:
         if not 0 <= s <= cfg.steps:
             raise ValueError(f"snapshot_steps must lie in 0..{cfg.steps}, got {s}")
@@ -517,11 +595,11 @@ def train(
         return loss
 
     def snapshot(t: int) -> None:
-        if t + 1 in wanted:
+        if t + 1 in wanted_set:
             snapshots[t + 1] = record(W).detach().cpu()
 
     start = time.perf_counter()
-    if 0 in wanted:
+    if 0 in wanted_set:
         with torch.no_grad():
             snapshots[0] = record(W).detach().cpu()
     losses = run_steps(step, cfg.steps, device=dev, watch=lambda: (W,), instances=cfg.instances, settings=cfg,

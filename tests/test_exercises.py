@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import inspect
 import math
 import re
+import signal
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -352,3 +356,182 @@ def test_exercises_only_notebooks_run_and_every_check_says_not_solved_yet(tmp_pa
             out = "".join(o.get("text", "") for o in c.outputs)
             assert re.fullmatch(r"… \w+: not solved yet\. .*\n", out), f"{chapter}: {out!r}"
             assert not any(o.output_type == "error" for o in c.outputs)
+
+
+# --------------------------------------------------------------------------- answers that must not pass
+
+
+def _reference(name):
+    return ex.EXERCISES[name].reference
+
+
+@pytest.mark.parametrize("what,name,fn", [
+    ("a complex number", "expected_polysemantic", lambda n, m: complex(_reference("expected_polysemantic")(n, m), 0)),
+    ("a complex tensor", "superposition_score", lambda W: _reference("superposition_score")(W).to(torch.complex128)),
+    ("complex sample", "sample_noise", lambda kind, sigma, shape, generator: _reference("sample_noise")(kind, sigma, shape, generator).to(torch.complex128)),
+    ("complex values in a dict", "projection_cumulants", lambda w, kind, sigma: {k: np.asarray(v, dtype=complex) for k, v in _reference("projection_cumulants")(w, kind, sigma).items()}),
+])
+def test_checker_refuses_a_complex_answer(what, name, fn):
+    # Fails if a complex answer with the right real part passes, or is refused without saying why.
+    v = ex.verdict(name, fn)
+    assert v.passed is False, f"{what} passed"
+    assert v.message.startswith(f"✗ {name}(") and "expected real numbers, got complex numbers" in v.message, v.message
+
+
+@pytest.mark.parametrize("what,name,fn,says", [
+    ("an object array", "count_polysemantic", lambda winners, positive, m: np.array(_reference("count_polysemantic")(winners, positive, m), dtype=object), "got Python objects (dtype object)"),
+    ("the number as text", "expected_polysemantic", lambda n, m: str(_reference("expected_polysemantic")(n, m)), "got a str"),
+    ("text in an array", "band_polysemantic", lambda W: np.array(["1"]), "got text"),
+    ("text instead of a sample", "sample_noise", lambda kind, sigma, shape, generator: "noise", "got a str"),
+    ("a list of unequal rows", "superposition_score", lambda W: [[1.0], [1.0, 2.0]], "got a list of 2 items"),
+    ("a dict instead of a tensor", "superposition_score", lambda W: {"score": 1.0}, "got a dict"),
+    ("a dict with mixed keys", "three_forces", lambda W, l1: {1: 2.0, "benefit": 3.0}, "keys"),
+    ("an integer beyond floats", "expected_polysemantic", lambda n, m: 10**5000, "got an int too large"),
+    ("a bfloat16 tensor", "superposition_score", lambda W: _reference("superposition_score")(W).bfloat16(), "instead of"),
+])
+def test_checker_names_an_answer_of_the_wrong_type_without_raising(what, name, fn, says):
+    # Fails if the comparison raises (a traceback in the notebook) or a non-number passes as a number.
+    v = ex.verdict(name, fn)
+    assert v.passed is False, f"{what} passed"
+    assert v.message.startswith(f"✗ {name}(") and says in v.message, v.message
+
+
+def _zero_params(params, dictionary, rel=0.5, floor=0.1):
+    for value in params.values():
+        value.zero_()  # the reader's bug: the encoder is wiped before it is used
+    return _reference("sae_responses")(params, dictionary, rel, floor)
+
+
+def _scale_encoder(params, dictionary, rel=0.5, floor=0.1):
+    params["We"].mul_(-1)
+    return _reference("sae_responses")(params, dictionary, rel, floor)
+
+
+def _clear_pairs(pairs):
+    for found in pairs:
+        found.clear()
+    return _reference("pair_overlap")(pairs)
+
+
+@pytest.mark.parametrize("what,name,fn", [
+    ("the nested params zeroed", "sae_responses", _zero_params),
+    ("a nested tensor changed with mul_", "sae_responses", _scale_encoder),
+    ("the pairs' sets emptied", "pair_overlap", _clear_pairs),
+])
+def test_a_reader_who_changes_the_inputs_is_compared_with_the_untouched_case(what, name, fn):
+    # Fails if the package's answer is computed on the objects the reader's function changed.
+    v = ex.verdict(name, fn)
+    assert v.passed is False, f"{what}: a wrong answer passed"
+
+
+def test_a_correct_answer_that_then_changes_its_inputs_still_passes():
+    # Fails if the reader's in-place changes reach the package's call and turn a right answer wrong.
+    def answer_then_scribble(params, dictionary, rel=0.5, floor=0.1):
+        out = _reference("sae_responses")(params, dictionary, rel, floor)
+        for value in params.values():
+            value.zero_()
+        dictionary.zero_()
+        return out
+
+    def overlap_then_clear(pairs):
+        out = _reference("pair_overlap")(pairs)
+        for found in pairs:
+            found.clear()
+        return out
+
+    assert ex.verdict("sae_responses", answer_then_scribble).passed is True
+    assert ex.verdict("pair_overlap", overlap_then_clear).passed is True
+
+
+# --------------------------------------------------------------------------- a function that never returns
+
+needs_alarm = pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="the time limit needs signal.setitimer")
+
+
+def _spin(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:  # stands for a loop that never ends, bounded so a broken limit fails, not hangs
+        pass
+
+
+@needs_alarm
+def test_checker_stops_a_function_that_never_returns(capsys):
+    # Fails if the check waits for the function (20 s here, forever in a notebook) or does not say why it stopped.
+    def forever(n, m):
+        _spin(20)
+
+    start = time.monotonic()
+    ex.check("expected_polysemantic", forever, timeout=0.3)
+    assert time.monotonic() - start < 5
+    out = capsys.readouterr().out
+    assert out.startswith("✗ expected_polysemantic(n=1, m=1): your function took more than 0.3 s on case 1 of 26;"), out
+    assert "timeout=" in out and "\n  Hint: " in out
+    assert inspect.signature(ex.check).parameters["timeout"].default == 10
+    for bad in (0, -1, "10", math.nan, math.inf):  # one clear line, not a TypeError from inside the timer
+        with pytest.raises(ValueError, match="timeout must be a number of seconds above 0, or None"):
+            ex.check("expected_polysemantic", forever, timeout=bad)
+
+
+@needs_alarm
+def test_checker_reports_the_limit_even_when_the_function_catches_it():
+    # Fails if a function that catches the interruption ("except:") and returns the right answer passes after its time.
+    def catches(n, m):
+        try:
+            _spin(20)
+        except BaseException:
+            pass
+        return _reference("expected_polysemantic")(n, m)
+
+    start = time.monotonic()
+    v = ex.verdict("expected_polysemantic", catches, timeout=0.2)
+    assert time.monotonic() - start < 5 and v.passed is False and "took more than 0.2 s on case 1" in v.message, v.message
+
+
+@needs_alarm
+def test_time_limit_restores_the_alarm_it_found():
+    # Fails if a check leaves its own SIGALRM handler behind or cancels an alarm someone else had set.
+    fired = []
+    previous = signal.signal(signal.SIGALRM, lambda *_: fired.append(True))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 30.0)
+        v = ex.verdict("expected_polysemantic", lambda n, m: _spin(20), timeout=0.2)
+        assert v.passed is False and "took more than 0.2 s" in v.message
+        assert ex.verdict("balance_level", _reference("balance_level"), timeout=5).passed is True
+        left, _ = signal.getitimer(signal.ITIMER_REAL)
+        assert 25 < left <= 30, left
+        assert signal.getsignal(signal.SIGALRM)(signal.SIGALRM, None) is None and fired == [True]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_checker_off_the_main_thread_runs_without_a_time_limit():
+    # Fails if a check from another thread raises (signals are the main thread's) or applies a limit anyway.
+    def slow_but_right(n, m):
+        time.sleep(0.02)
+        return _reference("expected_polysemantic")(n, m)
+
+    found = []
+    worker = threading.Thread(target=lambda: found.append(ex.verdict("expected_polysemantic", slow_but_right, timeout=0.01)))
+    worker.start()
+    worker.join(60)
+    assert found and found[0].passed is True, found
+
+
+# --------------------------------------------------------------------------- long answers in messages
+
+
+def test_messages_shorten_a_long_answer_or_error():
+    # Fails if a 10 MB answer or error message is printed whole.
+    v = ex.verdict("expected_polysemantic", lambda n, m: "x" * 10_000_000)
+    assert v.passed is False and len(v.message) < 1000 and "... (10000002 characters)" in v.message, v.message[:300]
+
+    def fails_loudly(n, m):
+        raise ValueError("y" * 10_000_000)
+
+    v = ex.verdict("expected_polysemantic", fails_loudly)
+    assert v.passed is False and len(v.message) < 1000 and "... (10000000 characters)" in v.message, v.message[:300]
+    v = ex.verdict("three_forces", lambda W, l1: {f"key{i}": 0.0 for i in range(100_000)})
+    assert v.passed is False and len(v.message) < 1500, v.message[:300]
+    v = ex.verdict("shared_pairs", lambda uses: [[(0, 1)] * 100_000] * uses.shape[0])
+    assert v.passed is False and len(v.message) < 1500, v.message[:300]

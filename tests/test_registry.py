@@ -137,3 +137,18 @@ def test_every_stored_result_belongs_to_an_experiment_that_declares_a_replay(fol
     assert exp.replay is not None, f"{folder}: experiment {exp.name} declares no replay"
     assert set(record["config"]) == {f.name for f in dataclasses.fields(exp.config)}, folder
     assert EXPERIMENTS[exp.name] is exp
+
+
+@pytest.mark.parametrize("name,field", [
+    ("winners", "m"), ("winners", "adamw_lr_sweep"), ("noise_width", "ns"), ("noise_width", "families"),
+    ("noise_width", "sigmas"), ("cooccurrence", "levels"), ("cooccurrence", "groups"), ("sae", "widths"),
+    ("architectures", "variants"), ("interventions", "interventions"), ("noise", "sigmas"), ("noise", "families"),
+    ("noise", "shared_families"), ("noise", "separate_families"), ("noise", "separate_sigmas"),
+])
+def test_a_repeated_entry_that_would_overwrite_or_duplicate_a_result_is_refused(name, field):
+    # Fails when a config accepts a repeated entry in a field whose entries key its results (one entry would
+    # silently overwrite the other, or be trained twice and counted as two).
+    book = get_experiment(name).book
+    values = getattr(book, field)
+    with pytest.raises(ValueError, match=f"{field} must be a tuple without repeated values"):
+        dataclasses.replace(book, **{field: values[:1] * 2 + values[1:]})

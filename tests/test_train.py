@@ -284,3 +284,54 @@ def test_seeded_generator_streams_differ_from_the_weights_draw():
     c = torch.rand(4, generator=seeded_generator(3, offset=7))
     assert not torch.equal(a, b) and not torch.equal(a, c)
     assert torch.equal(a, torch.rand(4, generator=seeded_generator(3)))
+
+
+def test_run_steps_stops_a_loss_that_blows_up_but_stays_finite():
+    W = torch.ones(2, 3, 3)
+
+    def step(t):
+        # instance 1 starts at a loss of 2 and grows without bound but never overflows float32
+        return torch.tensor([2.0, 2.0 * 10.0 ** min(t, 30)])
+
+    # Fails if a finite blow-up (loss 2 -> 2e30) passes the check as a normal run.
+    with pytest.raises(Diverged, match=r"toy diverged by step 100 of 300 \(instance 1\): the loss rose from 2 to 2e\+30"
+                                       r".*lower lr \(now 0.5\)"):
+        run_steps(step, 300, device=torch.device("cpu"), watch=lambda: (W,), instances=2, desc="toy",
+                  settings=TrainConfig(lr=0.5))
+
+
+def test_run_steps_lets_a_loss_rise_short_of_the_divergence_factor():
+    from polybook.train import DIVERGED_FACTOR, DIVERGED_FLOOR
+
+    W = torch.ones(2, 3, 3)
+    start = torch.tensor([0.0, 5.0])  # a run that starts at the solution; a run that starts at 5
+    limit = DIVERGED_FACTOR * start.clamp_min(DIVERGED_FLOOR)
+    # Fails if the rule fires below DIVERGED_FACTOR times the first loss (floored at DIVERGED_FLOOR).
+    losses = run_steps(lambda t: start if t == 0 else 0.99 * limit, 200, device=torch.device("cpu"),
+                       watch=lambda: (W,), instances=2)
+    assert losses[-1].tolist() == pytest.approx((0.99 * limit).tolist())
+    # Fails if the rule does not fire just above that limit.
+    with pytest.raises(Diverged, match=r"instance 0\): the loss rose from 0 to 1010"):
+        run_steps(lambda t: start if t == 0 else 1.01 * limit, 200, device=torch.device("cpu"),
+                  watch=lambda: (W,), instances=2)
+
+
+def test_a_finite_blow_up_of_a_training_run_is_diverged():
+    cfg = TrainConfig(n=8, m=8, instances=2, steps=300, lr=1e6, l1=1e-3, seed=0)
+    # Fails if train returns the weights of a run whose loss grew to ~1e20 instead of raising.
+    with pytest.raises(Diverged, match=r"the loss rose from [0-9.e+]+ to [0-9.e+]+ \(past the limit [0-9.e+]+\); lower lr \(now 1e\+06\)"):
+        train(cfg, device="cpu", progress=False)
+
+
+def test_the_command_line_exits_1_on_a_finite_blow_up(tmp_path):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "polybook", "run", "collisions", "--set", "n=8", "--set", "m=8", "--set",
+           "instances=2", "--set", "steps=300", "--set", "lr=1e6", "--device", "cpu", "--quiet",
+           "--out", str(tmp_path / "out")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    # Fails if the blown-up run is stored (exit 0) or ends in a traceback instead of one line.
+    assert done.returncode == 1, done.stderr
+    assert "the loss rose from" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out" / "result.json").exists()

@@ -63,7 +63,7 @@ class ArchConfig(ExperimentConfig):
     lr: float = 1e-3
     l1: float = 1e-3
     batch: int = 8
-    variants: tuple[str, ...] = param(tuple(VARIANTS), choices=tuple(VARIANTS))
+    variants: tuple[str, ...] = param(tuple(VARIANTS), choices=tuple(VARIANTS), unique=True)
     seed: int = 0
 
     def check(self) -> None:

@@ -20,7 +20,7 @@ from ..models import init_weights
 from ..sweep import train_widths
 from ..theory import expected_polysemantic_exact, predicted_polysemantic
 from ..train import Diverged, TrainConfig, TrainResult, train, train_memory_bytes
-from .config import ExperimentConfig
+from .config import ExperimentConfig, param
 from .registry import Experiment
 from .runner import Pieces
 
@@ -39,7 +39,7 @@ class CollisionsConfig(ExperimentConfig):
     """
 
     n: int = 64
-    m: tuple[int, ...] = (64, 128, 256, 512)
+    m: tuple[int, ...] = param((64, 128, 256, 512), unique=True)  # one piece per width: a repeat would share it
     instances: int = 16
     steps: int = 7500
     lr: float = 1e-3

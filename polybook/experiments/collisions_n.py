@@ -48,9 +48,14 @@ class LawOverNConfig(ExperimentConfig):
     seed: int = 1000
 
     def check(self) -> None:
-        """One width per ``n``, and no checkpoint after the last step."""
+        """One width per ``n``, each point ``(n[j], m[j])`` once (one piece each), and no checkpoint
+        after the last step."""
         if len(self.n) != len(self.m):
             check.fail("m", self.m, f"a tuple of {len(self.n)} widths, one per n")
+        points = list(zip(self.n, self.m))
+        for j, point in enumerate(points):
+            if point in points[:j]:
+                raise ValueError(f"n and m must name each point (n[j], m[j]) once, got {point} twice")
         check.integers("checkpoint_steps", self.checkpoint_steps, maximum=self.steps)
 
     def capped(self, steps: int) -> LawOverNConfig:

@@ -7,7 +7,7 @@ field on construction, so a config cannot exist with a bad value; a config adds 
 that tie fields together (:meth:`ExperimentConfig.check`).
 
 The default rules: an integer is at least 1, a number is finite and at least 0, a text is one
-of its ``choices``, a tuple is non-empty. The fields every experiment shares are ruled once, in
+of its ``choices``, a tuple is non-empty (``param(..., unique=True)``: and repeats no value). The fields every experiment shares are ruled once, in
 :data:`COMMON`: ``lr`` (above 0), ``optimizer`` (one of ``polybook.train.OPTIMIZERS``) and
 ``seed`` (``0..2^62``); any field named ``*_lr`` or ``*_steps`` follows ``lr`` or ``steps``.
 """
@@ -27,11 +27,12 @@ __all__ = ["ExperimentConfig", "param"]
 
 
 def param(default: Any, *, minimum: float | None = None, maximum: float | None = None, strict: bool = False,
-          choices: tuple[str, ...] | None = None, empty: bool = False) -> Any:
+          choices: tuple[str, ...] | None = None, empty: bool = False, unique: bool = False) -> Any:
     """A config field with its own bounds: ``minimum``/``maximum`` (``strict``: above the minimum),
-    ``choices`` for text, ``empty`` to allow an empty tuple."""
+    ``choices`` for text, ``empty`` to allow an empty tuple, ``unique`` to refuse a tuple that repeats
+    a value (where each value names an entry of the results, such as a width)."""
     rule = {k: v for k, v in dict(minimum=minimum, maximum=maximum, strict=strict, choices=choices,
-                                  empty=empty).items() if v is not None and v is not False}
+                                  empty=empty, unique=unique).items() if v is not None and v is not False}
     return dataclasses.field(default=default, metadata={"rule": rule})
 
 
@@ -86,12 +87,14 @@ def _check_one(name: str, kind: Any, value: Any, rule: dict) -> None:
                 return
             check.integers(name, value, **({"minimum": int(lo)} if lo is not None else {}),
                            **({"maximum": int(hi)} if hi is not None else {}))
-            return
-        what = {float: "numbers", bool: "true/false values", str: "names"}[item]
-        if not isinstance(value, tuple) or (not value and not rule.get("empty")):
-            check.fail(name, value, f"a non-empty tuple of {what}")
-        for v in value:
-            _check_one(name, item, v, rule)
+        else:
+            what = {float: "numbers", bool: "true/false values", str: "names"}[item]
+            if not isinstance(value, tuple) or (not value and not rule.get("empty")):
+                check.fail(name, value, f"a non-empty tuple of {what}")
+            for v in value:
+                _check_one(name, item, v, rule)
+        if rule.get("unique") and len(set(value)) < len(value):
+            check.fail(name, value, "a tuple without repeated values")
     else:  # pragma: no cover - a config declared a type this base does not know
         raise TypeError(f"{name}: polybook configs hold int, float, bool, str and tuples of them, not {kind}")
 

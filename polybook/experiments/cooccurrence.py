@@ -391,8 +391,9 @@ class CoocConfig(ExperimentConfig):
     l1: float = 1e-3
     optimizer: str = "adamw"
     weight_decay: float = 0.0
-    levels: tuple[float, ...] = param((0.0, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128), maximum=1.0)
-    groups: tuple[int, ...] = param((2, 4), minimum=2, empty=True)
+    levels: tuple[float, ...] = param((0.0, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128),
+                                      maximum=1.0, unique=True)
+    groups: tuple[int, ...] = param((2, 4), minimum=2, empty=True, unique=True)
     structured_level: float = param(0.128, maximum=1.0)
     seed: int = 0
 
@@ -404,7 +405,8 @@ class CoocConfig(ExperimentConfig):
         if self.groups:
             check.integers("groups", self.groups, minimum=2, maximum=self.n // 2)
             for g in self.groups:
-                _group_of(self.n, g)
+                if self.n % g:
+                    check.fail("groups", g, f"a divisor of n = {self.n}")
         if self.optimizer == "sgd" and self.weight_decay:
             check.fail("weight_decay", self.weight_decay, "0 with optimizer 'sgd' (plain gradient descent)")
 

@@ -284,7 +284,7 @@ class InterventionsConfig(ExperimentConfig):
     steps: int = param(7500, minimum=2)
     lr: float = 1e-3
     l1: float = 1e-3
-    interventions: tuple[str, ...] = param(tuple(INTERVENTIONS), choices=tuple(INTERVENTIONS))
+    interventions: tuple[str, ...] = param(tuple(INTERVENTIONS), choices=tuple(INTERVENTIONS), unique=True)
     sup_n: int = param(20, minimum=2)
     sup_m: int = 10
     sup_sparsity: float = param(0.9, maximum=0.999)
@@ -301,9 +301,16 @@ class InterventionsConfig(ExperimentConfig):
                        f"a tuple starting with 'baseline', from {', '.join(INTERVENTIONS)}")
 
     def peak_bytes(self, device: torch.device) -> int:
-        """Estimated peak memory: the widest intervention's training (interventions run one after another)."""
+        """Estimated peak memory: the widest intervention's training or the necessary regime's, whichever
+        is larger (they run one after another); the latter trains ``sup_seeds`` toy models at once."""
         widest = max(INTERVENTIONS[k].width_factor for k in self.interventions)
-        return train_memory_bytes(TrainConfig(n=self.n, m=widest * self.m, instances=self.instances, steps=self.steps))
+        # The config superposition_pairs trains.
+        sup = SuperpositionConfig(n=self.sup_n, m=self.sup_m, sparsity=(self.sup_sparsity,),
+                                  importance_decay=self.sup_decay, repeats=self.sup_seeds, hidden_relu=True,
+                                  steps=self.sup_steps, seed=self.seed)
+        return max(train_memory_bytes(TrainConfig(n=self.n, m=widest * self.m, instances=self.instances,
+                                                  steps=self.steps)),
+                   sup.peak_bytes(device))
 
     def flops(self) -> float:
         """Rough floating-point operations (the widest interventions counted at their width)."""

@@ -99,6 +99,7 @@ def train_together(
         if tuple(w.shape) != (c.instances, c.n, c.m):
             raise ValueError(f"W0 must have shape (instances, n, m) = {(c.instances, c.n, c.m)}, got {tuple(w.shape)}")
     wanted = sorted(set(int(s) for s in snapshot_steps))
+    wanted_set = set(wanted)
     for s in wanted:
         if not 0 <= s <= first.steps:
             raise ValueError(f"snapshot_steps must lie in 0..{first.steps}, got {s}")
@@ -141,11 +142,11 @@ def train_together(
         return loss
 
     def snapshot(t: int) -> None:
-        if t + 1 in wanted:
+        if t + 1 in wanted_set:
             snaps.append((t + 1, record(W).detach().cpu()))
 
     start = time.perf_counter()
-    if 0 in wanted:
+    if 0 in wanted_set:
         with torch.no_grad(), one_cpu_thread(dev):
             snaps.append((0, record(W).detach().cpu()))
     losses = run_steps(step, first.steps, device=dev, watch=lambda: (W,), instances=sum(sizes), settings=first,
@@ -208,14 +209,14 @@ class NoiseConfig(ExperimentConfig):
     instances: int = 5
     steps: int = 100_000
     lr: float = 0.02
-    sigmas: tuple[float, ...] = param((0.07, 0.1, 0.15), strict=True)
-    families: tuple[str, ...] = param(FAMILIES, choices=FAMILIES)
-    shared_families: tuple[str, ...] = param(("bernoulli", "gaussian"), choices=FAMILIES, empty=True)
+    sigmas: tuple[float, ...] = param((0.07, 0.1, 0.15), strict=True, unique=True)
+    families: tuple[str, ...] = param(FAMILIES, choices=FAMILIES, unique=True)
+    shared_families: tuple[str, ...] = param(("bernoulli", "gaussian"), choices=FAMILIES, empty=True, unique=True)
     count_family: str = param("bernoulli", choices=FAMILIES)
     count_sigma: float = param(0.15, strict=True)
     count_instances: int = param(40, minimum=0)
-    separate_families: tuple[str, ...] = param(("bernoulli", "gaussian"), choices=FAMILIES)
-    separate_sigmas: tuple[float, ...] = param((0.1, 0.15), strict=True)
+    separate_families: tuple[str, ...] = param(("bernoulli", "gaussian"), choices=FAMILIES, unique=True)
+    separate_sigmas: tuple[float, ...] = param((0.1, 0.15), strict=True, unique=True)
     separate_steps: int = 20_000
     draws: int = 32
     slow_factor: int = 2
@@ -237,14 +238,33 @@ class NoiseConfig(ExperimentConfig):
         return len(self.separate_families) * len(self.separate_sigmas)
 
     def peak_bytes(self, device: torch.device) -> int:
-        """Estimated peak memory of the largest of the three batched programs, in bytes."""
+        """Estimated peak memory of the largest of the three batched programs and the record, in bytes.
+
+        Each program keeps the mean fourth norm of every instance at each distinct step of its
+        log-spaced grid of ``snapshots`` steps (at most ``min(snapshots, steps) + 1``), as one small
+        tensor per step and its slice per run (about 1 KiB a tensor, whatever its size), and the
+        run holds every program's results to the end; making the grid takes about 16 bytes a point.
+        The record holds every curve, each number taking about 128 bytes (a Python float in a
+        list and its JSON text).
+        """
         def program(instances: int, draws: int, steps: int) -> int:
             w = instances * self.n * self.m  # weights, gradient, initial and returned copies: ~6 w;
             return 4 * (6 * w + 4 * draws * w + 3 * draws * instances * self.n**2 + 2 * steps * instances)
 
-        main = sum(r["instances"] for r in self.settings())
-        sep = self._separate_instances()
-        return max(program(main, 1, self.steps), program(sep, self.draws, self.separate_steps * self.slow_factor))
+        def kept(steps: int) -> int:
+            return min(self.snapshots, steps) + 1
+
+        runs = self.settings()
+        main = sum(r["instances"] for r in runs)
+        n_sep = self._separate_instances()
+        sep = n_sep * self.instances  # every separate setting trains ``instances`` models
+        variants = [(1, self.separate_steps), (self.draws, self.separate_steps),
+                    (1, self.separate_steps * self.slow_factor)]
+        peak = max([program(main, 1, self.steps)] + [program(sep, k, steps) for k, steps in variants])
+        tensors = kept(self.steps) * (len(runs) + 1) + sum(kept(steps) * (n_sep + 1) for _, steps in variants)
+        numbers = kept(self.steps) * (main + len(runs)) + sum(
+            kept(steps) * (sep + 2 * n_sep) for _, steps in variants)
+        return peak + 16 * self.snapshots + 1024 * tensors + 128 * numbers
 
     def flops(self) -> float:
         """Floating-point operations of the three programs (6 n^2 m per instance, step and draw with noise)."""

@@ -50,10 +50,10 @@ class NoiseWidthConfig(ExperimentConfig):
     steps`` steps (the same time ``lr * steps``). The one-draw run at ``lr`` is the main run.
     """
 
-    ns: tuple[int, ...] = param((8, 16, 32), minimum=2)
+    ns: tuple[int, ...] = param((8, 16, 32), minimum=2, unique=True)
     ratio: int = 2
-    families: tuple[str, ...] = param(("bernoulli", "gaussian"), choices=FAMILIES)
-    sigmas: tuple[float, ...] = param((0.1, 0.15), strict=True)
+    families: tuple[str, ...] = param(("bernoulli", "gaussian"), choices=FAMILIES, unique=True)
+    sigmas: tuple[float, ...] = param((0.1, 0.15), strict=True, unique=True)
     instances: int = 8
     steps: int = 100_000
     lr: float = 0.02
@@ -77,14 +77,30 @@ class NoiseWidthConfig(ExperimentConfig):
         return [(f, s) for f in self.families for s in self.sigmas]
 
     def peak_bytes(self, device: torch.device) -> int:
-        """Estimated peak memory of the largest program, in bytes."""
+        """Estimated peak memory of the largest program and the record, in bytes.
+
+        Each program keeps the mean fourth norm of every instance at each distinct step of its
+        log-spaced grid of ``snapshots`` steps (at most ``min(snapshots, steps) + 1``), as one small
+        tensor per step and its slice per run (about 1 KiB a tensor, whatever its size), counted
+        as if every program's were held at once; making the grid takes about 16 bytes a point.
+        The record holds every curve, each number taking about 128 bytes (a Python float in a
+        list and its JSON text).
+        """
+        def kept(steps: int) -> int:
+            return min(self.snapshots, steps) + 1
+
         n = max(self.ns)
         m, b = self.ratio * n, len(self.settings()) * self.instances
+        runs = len(self.settings())
         main = 4 * (10 * b * n * m + 3 * b * n * n + 2 * self.steps * b)
         k, nf = self.draws, self.fluct_n
+        slow = self.slow_factor * self.steps
         fluct = 4 * (6 * self.instances * nf * self.ratio * nf * (1 + k) + 3 * k * self.instances * nf * nf
-                     + 2 * self.slow_factor * self.steps * self.instances)
-        return max(main, fluct)
+                     + 2 * slow * self.instances)
+        tensors = len(self.ns) * kept(self.steps) * (runs + 1) + 2 * (kept(self.steps) + kept(slow))
+        numbers = (len(self.ns) * kept(self.steps) * runs * (self.instances + 1)
+                   + (kept(self.steps) + kept(slow)) * (self.instances + 2))
+        return max(main, fluct) + 16 * self.snapshots + 1024 * tensors + 128 * numbers
 
     def flops(self) -> float:
         """Floating-point operations of all the programs (6 n^2 m per instance, step and draw)."""

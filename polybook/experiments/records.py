@@ -2,8 +2,9 @@
 
 A record is a dict: ``experiment``, ``scale``, ``config``, ``results``, ``provenance`` and
 ``checksum`` (SHA-256 of everything else, keys sorted). ``load_result`` refuses a file that
-is missing, truncated, incomplete or edited; :func:`stored_result` finds the book's own records
-(or downloads them once, in a runtime without the book's files).
+is missing, truncated, incomplete, edited or not strict JSON, always with a :class:`ResultError`
+naming it; :func:`stored_result` finds the book's own records (or downloads them once, in a runtime
+without the book's files, keeping nothing that fails its check).
 """
 
 from __future__ import annotations
@@ -84,13 +85,13 @@ def to_json(obj: Any) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file in the same folder and a rename.
 
     A full disk, a kill or any error part-way leaves the previous ``path`` as it was.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w") as f:
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -122,27 +123,72 @@ def config_hash(experiment: str, config: Any) -> str:
 REQUIRED_FIELDS = ("experiment", "scale", "config", "results", "provenance", "checksum")
 
 
+class _NotFinite(ValueError):
+    """A ``NaN``/``Infinity`` literal, or a number too large for a float, in a file read strictly."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    x = float(text)
+    if not math.isfinite(x):
+        raise _NotFinite(text)
+    return x
+
+
+def read_strict_json(path: Path) -> Any:
+    """The JSON value in file ``path``, read as polybook writes it: UTF-8 strict JSON of finite numbers.
+
+    Raises :class:`ResultError` naming the file, saying what is wrong: it cannot be read, is not
+    UTF-8, holds ``NaN``/``Infinity`` (or a number no float holds), is nested too deeply, or is not
+    valid JSON.
+    """
+    try:
+        data = path.read_bytes()
+    except (OSError, ValueError) as err:
+        raise ResultError(f"{path}: cannot be read ({getattr(err, 'strerror', None) or err})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ResultError(f"{path}: is not UTF-8 text (byte {err.start})") from None
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except _NotFinite as err:
+        raise ResultError(f"{path}: holds {err}, which is not a finite number (strict JSON has no NaN or "
+                          "Infinity)") from None
+    except RecursionError:
+        raise ResultError(f"{path}: is nested too deeply to be a result record") from None
+    except ValueError as err:
+        raise ResultError(f"{path}: is not valid JSON, perhaps truncated ({err})") from None
+
+
+def sealed(record: dict) -> bool:
+    """Whether ``record`` carries a ``checksum`` that matches its content (never raises)."""
+    try:
+        return record.get("checksum") == checksum(record)
+    except (ValueError, TypeError, RecursionError):
+        return False
+
+
 def load_result(path: str | Path) -> dict:
     """Read and verify a ``result.json`` written by :func:`run_experiment` (a file or its folder).
 
-    Raises :class:`ResultError` naming the file when it is missing, not valid JSON (truncated),
-    lacks a field, or no longer matches its checksum (edited after it was written).
+    Raises :class:`ResultError` naming the file when it is missing, not UTF-8, not valid strict
+    JSON (truncated; ``NaN`` or ``Infinity``; nested too deeply), lacks a field, or no longer
+    matches its checksum (edited after it was written). It raises nothing else for any content.
     """
     path = Path(path)
     if path.is_dir():
         path = path / "result.json"
-    try:
-        record = json.loads(path.read_text())
-    except OSError as err:
-        raise ResultError(f"{path}: cannot be read ({err.strerror or err})") from None
-    except ValueError as err:
-        raise ResultError(f"{path}: is not valid JSON, perhaps truncated ({err})") from None
+    record = read_strict_json(path)
     if not isinstance(record, dict):
         raise ResultError(f"{path}: holds no result record")
     missing = [k for k in REQUIRED_FIELDS if k not in record]
     if missing:
         raise ResultError(f"{path}: lacks the field(s) {', '.join(missing)}")
-    if record["checksum"] != checksum(record):
+    if not sealed(record):
         raise ResultError(f"{path}: does not match its checksum (edited or damaged after it was written)")
     return record
 
@@ -166,15 +212,43 @@ def _local_release_file(name: str) -> Path | None:
     return next((base / name for base in (Path("results"), Path("book") / "results") if (base / name).is_file()), None)
 
 
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost of ``folder`` and its parents that does not exist yet (``None``: it exists)."""
+    top = None
+    for p in (folder, *folder.parents):
+        if p.exists() or p.is_symlink():
+            break
+        top = p
+    return top
+
+
+def remove_new_folders(folder: Path, top: Path | None) -> None:
+    """Remove ``folder`` and its parents up to ``top`` (what :func:`_first_missing` found), while empty.
+
+    Only empty folders go: anything another program put there meanwhile stays, with its folders.
+    """
+    if top is None:
+        return
+    for p in (folder, *folder.parents):
+        try:
+            p.rmdir()
+        except OSError:
+            return
+        if p == top:
+            return
+
+
 def release_file(name: str, timeout: float = 60.0) -> Path:
     """The file ``book/results/NAME`` of this copy of the book, or downloaded once from the release.
 
     Looks in ``results/`` (from the notebook's folder) and ``book/results/`` (from the root); otherwise
     downloads ``results_url()/NAME`` into ``results/NAME`` (written atomically) and returns that path.
-    Raises :class:`ResultError` naming the URL when it cannot be read.
+    Raises :class:`ResultError` naming the URL when it cannot be read, or the file when it cannot be
+    saved; then nothing is saved and no folder is left behind.
 
     Introduced in the book: :doc:`/book/reproduce` (chapter reproduce).
     """
+    import http.client
     import urllib.request
 
     local = _local_release_file(name)
@@ -184,14 +258,19 @@ def release_file(name: str, timeout: float = 60.0) -> Path:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             data = response.read()
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, http.client.HTTPException) as err:
         raise ResultError(f"{dest}: not in this copy of the book, and {url} could not be read ({err})") from None
     try:
-        text = data.decode()
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ResultError(f"{url}: not UTF-8 text; nothing was saved") from None
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(dest, text)
+    top = _first_missing(dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(dest, text)
+    except OSError as err:
+        remove_new_folders(dest.parent, top)
+        raise ResultError(f"{dest}: downloaded from {url} but could not be saved ({err.strerror or err})") from None
     return dest
 
 
@@ -210,6 +289,7 @@ def stored_result(folder: str, timeout: float = 60.0) -> dict:
     local = _local_release_file(name)
     if local is not None:  # this copy's own file: never deleted, even when it fails its check
         return load_result(local)
+    top = _first_missing((Path("results") / name).parent)
     try:
         dest = release_file(name, timeout)
     except ResultError as err:
@@ -219,8 +299,9 @@ def stored_result(folder: str, timeout: float = 60.0) -> dict:
         ) from None
     try:
         return load_result(dest)
-    except ResultError:
-        dest.unlink()  # never cache a damaged copy: the next call downloads again
+    except BaseException:  # never cache a damaged copy (the next call downloads again), nor its folders
+        dest.unlink(missing_ok=True)
+        remove_new_folders(dest.parent, top)
         raise
 
 

@@ -44,7 +44,8 @@ class SAEConfig(ExperimentConfig):
     d: tuple[int, ...] = param((64, 32), minimum=2)
     p: float = param(0.05, strict=True, maximum=1.0)
     samples: int = 8192
-    widths: tuple[float, ...] = param((0.5, 1.0, 2.0, 4.0, 8.0), minimum=0.0, strict=True, maximum=1024.0)
+    widths: tuple[float, ...] = param((0.5, 1.0, 2.0, 4.0, 8.0), minimum=0.0, strict=True, maximum=1024.0,
+                                      unique=True)
     seeds: int = param(8, minimum=2)
     steps: int = 3000
     batch: int = 256
@@ -173,7 +174,7 @@ def train_sae(x: torch.Tensor, width: int, seeds: Sequence[int], *, steps: int =
         return loss.detach()
 
     run_steps(step, steps, device=cpu, watch=p.values, instances=len(seeds), autograd=True,
-              settings=types.SimpleNamespace(lr=lr), desc=f"sae width {width}")
+              settings=types.SimpleNamespace(lr=lr, sae_l1=sae_l1), desc=f"sae width {width}")
     return {k: v.detach() for k, v in p.items()}
 
 

@@ -54,7 +54,7 @@ class WinnersConfig(ExperimentConfig):
     """
 
     n: int = 64
-    m: tuple[int, ...] = (128, 256, 512)
+    m: tuple[int, ...] = param((128, 256, 512), unique=True)
     instances: int = 8
     adamw_lr: float = 1e-3
     adamw_l1: float = 1e-3
@@ -64,7 +64,7 @@ class WinnersConfig(ExperimentConfig):
     sgd_steps: int = 3000
     points: int = param(24, minimum=2)
     lr_m: int = 256
-    adamw_lr_sweep: tuple[float, ...] = param((1e-4, 3e-4, 1e-3, 3e-3), strict=True, empty=True)
+    adamw_lr_sweep: tuple[float, ...] = param((1e-4, 3e-4, 1e-3, 3e-3), strict=True, empty=True, unique=True)
     seed: int = 0
 
     def check(self) -> None:
@@ -91,8 +91,20 @@ class WinnersConfig(ExperimentConfig):
         return main + [self.sweep_config(lr) for lr in self.adamw_lr_sweep if lr != self.adamw_lr]
 
     def peak_bytes(self, device: torch.device) -> int:
-        """Estimated peak memory of the largest single run, in bytes."""
-        return max(train_memory_bytes(tc) for tc in self._runs())
+        """Estimated peak memory of the largest single run with its snapshots, and the record, in bytes.
+
+        A run makes its log-spaced grid of ``points`` steps (about 16 bytes a point), keeps the
+        winner and dominance of every instance and feature at each distinct step of it (at most
+        ``min(points, steps) + 1``, one tensor a step: about 1 KiB besides its numbers), and stacks
+        them again to score them: about 24 bytes per instance, feature and kept step. The record
+        holds two curves per run, each number taking about 128 bytes (a Python float in a list and
+        its JSON text).
+        """
+        runs = self._runs()
+        kept = [min(self.points, tc.steps) + 1 for tc in runs]
+        one = max(train_memory_bytes(tc) + 16 * self.points + k * (1024 + 24 * tc.instances * tc.n)
+                  for tc, k in zip(runs, kept))
+        return one + 128 * 2 * sum(kept)
 
     def flops(self) -> float:
         """Floating-point operations of every run (4 n^2 m per instance and step)."""

@@ -1,0 +1,61 @@
+"""Memory estimates count the pieces that grow with a field: snapshots, recorded points, seeds."""
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import polybook.experiments.runner as runner
+from polybook.experiments import run_experiment
+from polybook.experiments.registry import get_experiment
+
+CPU = torch.device("cpu")
+
+#: (experiment, field, a value no machine has the memory for)
+HUGE = [
+    ("winners", "points", 10**12),
+    ("noise", "snapshots", 10**12),
+    ("noise_width", "snapshots", 10**12),
+    ("interventions", "sup_seeds", 10**8),
+]
+
+
+@pytest.mark.parametrize("name,field,huge", HUGE)
+def test_a_huge_field_is_refused_before_anything_trains(name, field, huge, monkeypatch):
+    exp = get_experiment(name)
+
+    def never(*args, **kwargs):
+        raise AssertionError(f"{name} started to run although it cannot fit")
+
+    monkeypatch.setattr(runner, "get_experiment", lambda _: dataclasses.replace(exp, run=never))
+    # Fails if the estimate leaves out what the field makes (the run would start, then exhaust memory).
+    with pytest.raises(ValueError, match=rf"{name} at book scale needs about [0-9,.]+ GiB at its peak"):
+        run_experiment(name, "book", [f"{field}={huge}"], device="cpu", progress=False, warn=lambda _: None)
+
+
+@pytest.mark.parametrize("name,field,huge", HUGE)
+def test_the_estimate_grows_with_the_field(name, field, huge):
+    book = get_experiment(name).book
+    sizes = [getattr(book, field), 10 * getattr(book, field), 1000 * getattr(book, field)]
+    est = [dataclasses.replace(book, **{field: v}).peak_bytes(CPU) for v in sizes]
+    # Fails if the field does not enter the estimate (the memory check cannot see it grow).
+    assert est[0] < est[1] < est[2]
+
+
+@pytest.mark.parametrize("name", ["winners", "noise", "noise_width", "interventions"])
+def test_book_and_paper_scale_estimates_stay_modest(name):
+    exp = get_experiment(name)
+    # Fails if the new terms overcount so much that an ordinary run would be refused on a small machine.
+    assert exp.book.peak_bytes(CPU) < 1 * 2**30
+    assert exp.paper.peak_bytes(CPU) < 4 * 2**30
+
+
+def test_the_command_line_refuses_a_huge_field_with_exit_2():
+    cmd = [sys.executable, "-m", "polybook", "run", "winners", "--set", "points=1000000000000", "--device", "cpu"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    # Fails if the run starts (or ends in a traceback) instead of one line and exit status 2.
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("polybook: error: winners at book scale needs about ")
+    assert "GiB at its peak" in done.stderr and "Traceback" not in done.stderr

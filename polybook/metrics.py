@@ -26,7 +26,7 @@ What every metric accepts (anything else is a ``ValueError`` naming the argument
   used as it is (the book's float32 weights give exactly the numbers they always gave), an integer
   one is cast to float32; booleans and complex numbers are refused;
 - of shape ``(..., n, m)``: at least two dimensions for the metrics of a whole matrix (the
-  counts, :func:`polysemantic_sign_pattern`, :func:`one_hot_share`, :func:`start_end_overlap`),
+  counts, ``polysemantic_sign_pattern``, :func:`one_hot_share`, :func:`start_end_overlap`),
   at least one for those of single weights or encodings (:func:`band_mask`, the ``uses_*``
   masks, :func:`winners`, :func:`winner_initial_rank`, :func:`fourth_norm`);
 - ``m = 0`` means no neurons: no weight is in any band, no neuron is polysemantic (counts 0), a

@@ -402,7 +402,7 @@ def damaged(draw, data: bytes) -> bytes:
     return json.dumps(draw(json_values)).encode()
 
 
-FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+FAST = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow,
                                                                          HealthCheck.function_scoped_fixture])
 
 

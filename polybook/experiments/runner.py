@@ -101,7 +101,7 @@ def check_out_folder(out: str | Path) -> Path:
     return _make_out_folder(out)[0]
 
 
-#: The lock file of an output folder (see :func:`folder_lock`).
+#: The lock file of an output folder (see ``folder_lock``).
 LOCK_NAME = ".lock"
 
 
@@ -352,11 +352,11 @@ def run_experiment(
 
     Everything is checked before the first step: the config, the estimated peak memory against
     what the device has free, and the output folder (created and test-written, and held: one run
-    at a time, see :func:`folder_lock`); any problem raises ``ValueError``, and a folder this call
+    at a time, see ``folder_lock``); any problem raises ``ValueError``, and a folder this call
     made for a run it then refuses is removed again. A run whose loss or weights become NaN or
     infinite raises ``polybook.train.Diverged`` and writes nothing. With ``out``, an experiment made
     of pieces (the widths of ``collisions``) stores each as it finishes under ``out/pieces`` and a
-    repeated call reuses those that are sealed pieces of this very config (see :class:`Pieces`).
+    repeated call reuses those that are sealed pieces of this very config (see ``Pieces``).
     ``warn`` receives notices (an overwritten result, reused or ignored pieces, a long paper-scale
     run on a CPU); by default they go to stderr.
 

@@ -11,6 +11,9 @@ page's text (navigation, header and title included), and every image has alt tex
 describes it rather than naming its file. The two detectors are tested themselves on small
 HTML snippets, so that they provably flag what they are meant to flag.
 
+On one chapter, at a phone's width and at a desktop's: the menu button opens and closes the
+chapter list, and the page shows one search control.
+
 The HTML is taken from ``$POLYBOOK_HTML`` if set, else from ``_build/html`` (``.ci/run`` builds
 it first), else built into a temporary folder. Skipped, with the reason, when Playwright or
 Chromium is missing.
@@ -259,6 +262,58 @@ def test_generated_page_renders_for_a_reader(page_name, built_html, site, browse
     page.screenshot(path=str(shots / f"{page_name}.png"), full_page=False)
     page.close()
     assert not errors, f"console errors: {errors}"
+
+
+# The menu button of the article header (the primary-sidebar toggle) on a chapter, at a phone's
+# width and at a desktop's. On a phone the chapter list is hidden until the button opens it, and
+# its links must then take a tap; on a desktop the list shows and the button hides it. The page
+# shows one search control, not the theme's own plus a second bar above it. Fails when the theme
+# pair renders pydata-sphinx-theme's header above the book theme's (sphinx-book-theme 1.3.0 with
+# pydata-sphinx-theme 0.17.1): its hidden button takes the click handler and this one does nothing.
+MENU_PAGE = "book/collisions"
+CHAPTER_LINKS = ".bd-sidebar-primary a.reference.internal:visible"
+VISIBLE_SEARCH_JS = r"""
+() => [...document.querySelectorAll(".search-button-field, .search-button")].filter((e) => {
+  const r = e.getBoundingClientRect();
+  return r.width > 0 && r.height > 0 && getComputedStyle(e).visibility !== "hidden";
+}).length
+"""
+
+
+@pytest.mark.parametrize("width, height, shown_before", [(390, 844, False), (1366, 900, True)],
+                         ids=["phone", "desktop"])
+def test_menu_button_toggles_the_chapter_list(width, height, shown_before, site, browser, shots):
+    errors: list[str] = []
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{site}/{MENU_PAGE}.html", wait_until="networkidle")
+    links = page.locator(CHAPTER_LINKS)
+    state = "shown" if shown_before else "hidden"
+    assert (links.count() > 0) == shown_before, f"at {width} px the chapter list should start {state}"
+    buttons = page.locator(".primary-toggle:visible")
+    assert buttons.count() == 1, f"{buttons.count()} visible menu buttons at {width} px"
+    buttons.click()
+    if shown_before:
+        sync_api.expect(links, f"at {width} px the menu button does not hide the chapter list").to_have_count(0)
+    else:
+        sync_api.expect(links.first, f"at {width} px the menu button does not open the chapter list").to_be_visible()
+    page.screenshot(path=str(shots / f"menu-{width}px.png"), full_page=False)
+    if not shown_before:
+        # The opened list takes a tap: its first link leads to its page.
+        target = links.first.get_attribute("href").split("#")[0]
+        links.first.click(timeout=5000)
+        page.wait_for_url(f"**/{target}", timeout=5000)
+    page.close()
+    assert not errors, f"page errors: {errors}"
+
+
+@pytest.mark.parametrize("width, height", [(390, 844), (1366, 900)], ids=["phone", "desktop"])
+def test_header_shows_one_search(width, height, site, browser):
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(f"{site}/{MENU_PAGE}.html", wait_until="networkidle")
+    searches = page.evaluate(VISIBLE_SEARCH_JS)
+    page.close()
+    assert searches == 1, f"{searches} search boxes or buttons visible at {width} px, expected one"
 
 
 # The detectors on their own: each snippet is shown in a blank tab, and the detector must flag it

@@ -7,9 +7,9 @@ is saved under the test's temporary directory.
 
 On every page, the ``_toc.yml`` pages and the pages Sphinx generates (index, module index,
 search) alike: MathJax is loaded and, once it has finished, no raw TeX is left anywhere in the
-page's text (navigation, header and title included), and every image has alt text that
-describes it rather than naming its file. The two detectors are tested themselves on small
-HTML snippets, so that they provably flag what they are meant to flag.
+page's text (navigation, header and title included), every image has alt text that describes it
+rather than naming its file, and no table shows as a paragraph of pipes. The three detectors are
+tested themselves on small HTML snippets, so that they provably flag what they are meant to flag.
 
 On one chapter, at a phone's width and at a desktop's: the menu button opens and closes the
 chapter list, and the page shows one search control.
@@ -123,6 +123,21 @@ MISSING_ALT_JS = r"""
 """
 
 
+# Tables that did not render: a Markdown pipe table that the parser refused (a header with more
+# cells than the rule under it, say from an unescaped | inside a cell) stays a paragraph of pipes.
+# Returns the start of every <p>, outside code, with a line that is a table's rule: cells of three
+# or more hyphens, or of the dashes Sphinx's smart quotes make of them, between pipes.
+PIPE_TABLE_JS = r"""
+() => {
+  const cell = String.raw`[ \t]*:?(?:-{3,}|[\u2013\u2014]+):?[ \t]*`;
+  const rule = new RegExp(String.raw`^[ \t]*\|?(?:${cell}\|)+(?:${cell})?$`);
+  return [...document.querySelectorAll("p")]
+    .filter((p) => !p.closest("pre, code") && p.textContent.split("\n").some((line) => rule.test(line)))
+    .map((p) => p.textContent.trim().replace(/\s+/g, " ").slice(0, 80));
+}
+"""
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
@@ -175,7 +190,8 @@ def open_page(browser, url: str, errors: list[str]):
 
 
 def check_every_page(page, page_name: str) -> None:
-    """What holds on every page: MathJax loaded and finished, no raw TeX left, every image described."""
+    """What holds on every page: MathJax loaded and finished, no raw TeX left, every image described,
+    every table rendered."""
     # MathJax on every page, not only where the body has an equation: TeX in the navigation, the
     # header or the title shows on every page. Fails when the assets policy of
     # _ext/polybook_sphinx.py is back to Sphinx's default ("per_page").
@@ -192,6 +208,10 @@ def check_every_page(page, page_name: str) -> None:
     # Fails when an image has no alt text or one that is only its file name or path.
     undescribed = page.evaluate(MISSING_ALT_JS)
     assert not undescribed, f"images without a description in their alt text: {undescribed}"
+
+    # Fails when a table shows as a paragraph of pipes instead of a table.
+    unrendered = page.evaluate(PIPE_TABLE_JS)
+    assert not unrendered, f"tables printed as paragraphs of pipes: {unrendered}"
 
 
 @pytest.mark.parametrize("page_name", PAGES)
@@ -366,4 +386,22 @@ MISSING_ALT_CASES = [
 @pytest.mark.parametrize("html, flagged", MISSING_ALT_CASES)
 def test_missing_alt_detector(html, flagged, browser):
     bad = detect(browser, html, MISSING_ALT_JS)
+    assert bool(bad) == flagged, f"detector said {bad} for {html}"
+
+
+PIPE_TABLE_CASES = [
+    ("<p>| w | mean |cos| of pairs |\n|---|---|\n| 16 | 0.12 |</p>", True),
+    ("<p>| w | mean |cos| of pairs |\n|\u2014|\u2014|\n| 16 | 0.12 |</p>", True),
+    ("<p>| a |\n| :---: |</p>", True),
+    ("<p>a | b\n--- | ---\n1 | 2</p>", True),
+    ("<table><tr><th>w</th><th>mean |cos|</th></tr><tr><td>16</td><td>0.12</td></tr></table>", False),
+    ("<pre>| a | b |\n|---|---|</pre><p>Use <code>|---|</code> under the header.</p>", False),
+    ("<p>The mean |cos| between features is 0.10 \u2014 small | but not zero.</p>", False),
+    ("<p>A rule --- then more prose.</p>", False),
+]
+
+
+@pytest.mark.parametrize("html, flagged", PIPE_TABLE_CASES)
+def test_pipe_table_detector(html, flagged, browser):
+    bad = detect(browser, html, PIPE_TABLE_JS)
     assert bool(bad) == flagged, f"detector said {bad} for {html}"

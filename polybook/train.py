@@ -448,28 +448,28 @@ def run_steps(
         threads = one_cpu_thread(device, work < SMALL_WORK)
         picker = ThreadPicker(device, work)
     grad_mode = contextlib.nullcontext() if autograd else torch.no_grad()
+
+    def checks(t: int) -> None:  # the losses since the last check, and every watched tensor, after step t
+        recent = losses[max(0, t + 1 - CHECK_EVERY):t + 1]
+        for tensor in watch():
+            check_finite(tensor.detach(), recent, t + 1, settings, desc, steps)
+        check_growth(losses[0], recent, t + 1, settings, desc, steps)
+
     with grad_mode, threads, contextlib.closing(picker):
         for t in tqdm(range(steps), desc=desc, disable=not progress, file=sys.stderr, mininterval=0.5, leave=False):
             picker.start(t)
             losses[t] = step(t)
             picker.stop(t)
-
-            def checks(start: int) -> None:
-                recent = losses[start:t + 1]
-                for tensor in watch():
-                    check_finite(tensor.detach(), recent, t + 1, settings, desc, steps)
-                check_growth(losses[0], recent, t + 1, settings, desc, steps)
-
             if after is not None:
                 try:
                     after(t)
                 except (ValueError, RuntimeError):
                     # A hook (a snapshot's metric) may refuse weights that have just become NaN: that is
                     # the run diverging, which the checks report as such; any other failure stands.
-                    checks(max(0, t + 1 - CHECK_EVERY))
+                    checks(t)
                     raise
             if (t + 1) % CHECK_EVERY == 0 or t + 1 == steps:
-                checks(max(0, t + 1 - CHECK_EVERY))
+                checks(t)
     return losses
 
 

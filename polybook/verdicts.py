@@ -10,7 +10,7 @@ that measured it. A verdict carries
   outcome under the paper's claim and under the alternative the rule tests against. A rule of
   power below 3 cannot tell the two apart reliably, and the table says so.
 
-Introduced in the book: :ref:`verdict` (chapter intro).
+The introduction's verdict table (:ref:`verdict`) shows the three glued values of every verdict.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import math
 
 from .display import glue
 
-__all__ = ["WORDS", "separation", "record_verdict"]
+__all__ = ["separation", "record_verdict"]
 
 #: The words a verdict may take. "unfinished" is for runs that have not met the book's finish rule
 #: (an unfinished run is never evidence); "a finding" is for rows the paper never claimed, which
@@ -34,6 +34,8 @@ def separation(expected_if_true: float, expected_if_false: float, se: float) -> 
 
     ``se`` is the standard error of the measured statistic (from the number of independent
     seeds, not from the data being judged). Infinite when ``se`` is 0 and the two differ.
+
+    Introduced in the book: :doc:`/book/superposition` (chapter superposition).
 
     >>> separation(1.0, 0.5, 0.1)
     5.0
@@ -54,6 +56,8 @@ def record_verdict(key: str, word: str, measured: str, power: float | None) -> s
 
     ``power`` is :func:`separation` for the rule that chose ``word``; ``None`` only for "a finding",
     "untested" and "unfinished", which judge nothing. The returned line is what a chapter prints.
+
+    Introduced in the book: :doc:`/book/superposition` (chapter superposition).
 
     >>> record_verdict("verdict_demo", "holds", "slope -0.98 ± 0.04", 6.2)
     'verdict_demo: holds | slope -0.98 ± 0.04 | power 6.2 s.e.'

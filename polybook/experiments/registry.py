@@ -23,7 +23,8 @@ __all__ = ["Experiment", "EXPERIMENTS", "all_experiments", "get_experiment"]
 #: The modules of ``polybook.experiments`` that declare an experiment (``EXPERIMENT = Experiment(...)``):
 #: the one list that registers them all. A new experiment is a new file here plus its name in this list.
 MODULES: tuple[str, ...] = ("collisions", "collisions_n", "sparsification", "winners", "noise", "noise_width",
-                            "superposition", "cooccurrence", "interventions", "architectures", "sae")
+                            "superposition", "cooccurrence", "interventions", "architectures", "sae",
+                            "optimisers")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,14 @@ What it does, in order:
 5. Executes every chapter (in ``_toc.yml`` order) top to bottom with nbclient, in a kernel of that
    venv, each notebook alone in an empty folder as in Colab (so no stored results next to it: the
    chapter downloads them, with ``POLYBOOK_RESULTS_URL`` pointing at this checkout's ``book/results``).
-   It fails if any cell raises, and prints each chapter's seconds.
+   What it executes is the chapter's **Colab edition** (``colab/book/NAME.ipynb``, what the launch
+   button opens: the chapter's cells with its Markdown resolved, ``scripts/make_colab_editions.py``),
+   after checking that every edition is current; so one execution covers the chapter and its
+   edition. It fails if any cell raises, and prints each chapter's seconds.
+   The **exercises-only notebooks** (``exercises/NAME.ipynb``) are the chapter's code cells less
+   its solutions (``tests/test_colab_editions.py`` checks that, and that no other cell uses what a
+   solution defines); their setup, exercise and check cells are executed here too, in the same
+   kind of kernel, and every check must print "not solved yet".
 6. **Another CPU.** The kernel runs as if on a CPU without AVX-512 (``EMULATED_CPU``: MKL limited
    to AVX2 and torch's own kernels to AVX2), and every cell's outputs are compared with the
    committed ones by nbval's own rules (``compare_with_committed``): its comment markers and tags,
@@ -413,13 +420,16 @@ EMULATED_CPU = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"
 GLUE_PREFIX = "application/papermill.record/"
 
 
-def execute_in_kernel(path: str, kernel: str, timeout: int) -> int:
-    """Execute the notebook at ``path`` in its folder with ``kernel``; print a JSON result line."""
+def execute_in_kernel(path: str, kernel: str, timeout: int, exercises_only: bool = False) -> int:
+    """Execute the notebook at ``path`` in its folder with ``kernel``; print a JSON result line.
+    With ``exercises_only``, only its ``exercise_cells``."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     nb = nbformat.read(path, as_version=4)
+    if exercises_only:
+        nb.cells = exercise_cells(nb.cells)
     nb.cells.append(nbformat.v4.new_code_cell(PROBE))
     client = NotebookClient(nb, timeout=timeout, kernel_name=kernel,
                             resources={"metadata": {"path": str(Path(path).parent)}})
@@ -506,18 +516,26 @@ def compare_with_committed(committed: Path, executed: Path, glued: dict) -> list
     return problems
 
 
-def run_chapter(py: Path, venv: Path, nb_path: Path, workdir: Path, polybook_source: Path) -> dict:
-    """Execute one chapter, alone in an empty folder, in the venv's kernel."""
-    folder = workdir / nb_path.stem
+def edition_of(nb_path: Path) -> Path:
+    """The Colab edition of a notebook of the book (``book/noise.ipynb`` -> ``colab/book/noise.ipynb``)."""
+    return ROOT / "colab" / nb_path.relative_to(ROOT)
+
+
+def run_chapter(py: Path, venv: Path, nb_path: Path, workdir: Path, polybook_source: Path,
+                exercises: bool = False) -> dict:
+    """Execute one chapter's Colab edition (or, with ``exercises``, the setup, exercise and check
+    cells of its exercises-only notebook), alone in an empty folder, in the venv's kernel."""
+    folder = workdir / (nb_path.stem + ("-exercises" if exercises else ""))
     folder.mkdir(parents=True)
     copy = folder / nb_path.name
-    shutil.copy2(nb_path, copy)
+    shutil.copy2(ROOT / "exercises" / nb_path.name if exercises else edition_of(nb_path), copy)
     # The chapter downloads the stored results it needs, as in Colab, from the checkout's copy of
     # the release's files (this machine has no network): polybook.experiments.stored_result.
     env = clean_env(venv, POLYBOOK_SOURCE=str(polybook_source), POLYBOOK_RESULTS_URL=(ROOT / "book" / "results").as_uri(),
                     **EMULATED_CPU)
     start = time.perf_counter()
-    proc = subprocess.run([py, Path(__file__).resolve(), "--execute-in-kernel", copy, "--kernel", KERNEL_NAME],
+    proc = subprocess.run([py, Path(__file__).resolve(), "--execute-in-kernel", copy, "--kernel", KERNEL_NAME]
+                          + (["--exercises-only"] if exercises else []),
                           env=env, cwd=folder, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - start
     lines = [l for l in proc.stdout.splitlines() if l.startswith("COLAB-RUNTIME-RESULT ")]
@@ -525,9 +543,38 @@ def run_chapter(py: Path, venv: Path, nb_path: Path, workdir: Path, polybook_sou
         return {"ok": False, "seconds": wall, "error": proc.stdout[-4000:] or f"exit {proc.returncode}"}
     result = json.loads(lines[-1].split(" ", 1)[1])
     result["wall_seconds"] = wall
-    if result["ok"]:
+    if result["ok"] and exercises:
+        result["differences"] = exercise_checks_unsolved(copy)
+    elif result["ok"]:
         result["differences"] = compare_with_committed(nb_path, copy, result.get("probe", {}).get("glued", {}))
     return result
+
+
+EXERCISE_CHECK_TEXT = re.compile(r"… \w+: not solved yet\. .*\n")
+
+
+def exercise_cells(cells: list) -> list:
+    """The cells of an exercises-only notebook that run without the reader: the code up to and
+    including the one importing the checkers, then every exercise and check cell."""
+    code = [c for c in cells if c["cell_type"] == "code"]
+    first = next(k for k, c in enumerate(code) if "exercises as ex" in "".join(c["source"]))
+    return [c for k, c in enumerate(code)
+            if k <= first or {"exercise", "exercise-check"} & set(c.get("metadata", {}).get("tags", []))]
+
+
+def exercise_checks_unsolved(executed: Path) -> list[str]:
+    """What is wrong with an executed exercises-only notebook: a check that printed anything but
+    "not solved yet" (every exercise is unsolved there), or too few checks."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    checks = [c for c in nb.cells if "exercise-check" in c.metadata.get("tags", [])]
+    problems = [] if len(checks) >= 2 else [f"{len(checks)} exercise checks, expected at least 2"]
+    for c in checks:
+        out = "".join(o.get("text", "") for o in c.outputs)
+        if not EXERCISE_CHECK_TEXT.fullmatch(out) or any(o.output_type == "error" for o in c.outputs):
+            problems.append(f"check {c.source.strip()!r} printed {out[:300]!r}, not \"not solved yet\"")
+    return problems
 
 
 # ---------------------------------------------------------------------------------------------
@@ -540,9 +587,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the executed copies (their folder is printed)")
     parser.add_argument("--execute-in-kernel", help=argparse.SUPPRESS)
     parser.add_argument("--kernel", default=KERNEL_NAME, help=argparse.SUPPRESS)
+    parser.add_argument("--exercises-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.execute_in_kernel:
-        return execute_in_kernel(args.execute_in_kernel, args.kernel, CELL_TIMEOUT)
+        return execute_in_kernel(args.execute_in_kernel, args.kernel, CELL_TIMEOUT, args.exercises_only)
 
     colab = colab_packages()
     todo = chapters()
@@ -556,6 +604,12 @@ def main(argv: list[str] | None = None) -> int:
     if len(set(cells.values())) != 1:
         raise SystemExit("the chapters' setup cells differ: run python scripts/sync_setup_cells.py")
     setup = next(iter(cells.values()))
+    # What runs is the Colab editions: they must be the chapters' current ones.
+    editions = subprocess.run([sys.executable, ROOT / "scripts" / "make_colab_editions.py", "--check"],
+                              cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if editions.returncode != 0:
+        log(editions.stdout.rstrip())
+        raise SystemExit("the Colab editions are not the chapters' current ones: run python scripts/make_colab_editions.py")
 
     CACHE.mkdir(parents=True, exist_ok=True)
     lock = open(CACHE / "lock", "w")
@@ -589,28 +643,34 @@ def main(argv: list[str] | None = None) -> int:
         results = {}
         if proc.returncode == 0:
             workdir = Path(tempfile.mkdtemp(prefix="colab-chapters-")) if args.keep else tmp / "chapters"
-            log(f"== executing {len(todo)} chapters in the venv's kernel, each alone in an empty folder, on an "
-                "emulated AVX2 CPU (" + " ".join(f"{k}={v}" for k, v in EMULATED_CPU.items()) + "), and comparing "
-                "every output with the committed one")
-            for nb_path in todo:
-                res = run_chapter(py, venv, nb_path, workdir, source)
-                results[nb_path.name] = res
+            log(f"== executing the Colab editions of {len(todo)} chapters in the venv's kernel, each alone in an empty "
+                "folder, on an emulated AVX2 CPU (" + " ".join(f"{k}={v}" for k, v in EMULATED_CPU.items()) + "), and "
+                "comparing every output with the chapter's committed one; then the exercises-only notebooks' "
+                "setup, exercise and check cells")
+            runs = [(p, False) for p in todo] + [(p, True) for p in todo if (ROOT / "exercises" / p.name).exists()]
+            for nb_path, exercises in runs:
+                res = run_chapter(py, venv, nb_path, workdir, source, exercises)
+                name = ("exercises/" if exercises else "colab/book/") + nb_path.name
+                results[name] = res
                 status = "ok" if res["ok"] else "FAILED"
-                if res.get("differences"):
+                if res.get("differences") and exercises:
+                    status = f"CHECKS WRONG in {len(res['differences'])} cell(s)"
+                    failures.append(f"{name}: its exercise checks did not all print 'not solved yet'")
+                elif res.get("differences"):
                     status = f"OUTPUTS DIFFER in {len(res['differences'])} cell(s)"
-                    failures.append(f"{nb_path.name}: outputs differ from the committed ones on an emulated AVX2 CPU")
-                log(f"   {nb_path.name:<24} {res['seconds']:7.1f} s  {status}")
+                    failures.append(f"{name}: outputs differ from the committed ones of {nb_path.name} on an emulated AVX2 CPU")
+                log(f"   {name:<34} {res['seconds']:7.1f} s  {status}")
                 for diff in res.get("differences", []):
                     log("      " + "\n      ".join(diff.splitlines()))
                 if not res["ok"]:
-                    failures.append(f"{nb_path.name} raised")
+                    failures.append(f"{name} raised")
                     error = re.sub(r"\x1b\[[0-9;]*m", "", str(res.get("error", "")))  # IPython's colours
                     log("      " + "\n      ".join(error.strip().splitlines()[-40:]))
                 probe = res.get("probe")
                 if probe and not str(probe["executable"]).startswith(str(venv)):
-                    failures.append(f"{nb_path.name} ran in {probe['executable']}, not in the Colab venv")
+                    failures.append(f"{name} ran in {probe['executable']}, not in the Colab venv")
                 if probe and not str(probe["polybook_file"]).startswith(str(venv)):
-                    failures.append(f"{nb_path.name} imported polybook from {probe['polybook_file']}, not the installed copy")
+                    failures.append(f"{name} imported polybook from {probe['polybook_file']}, not the installed copy")
             if args.keep:
                 log(f"   executed copies: {workdir}")
             probes = [r["probe"] for r in results.values() if r.get("probe")]

@@ -3,7 +3,9 @@ pinned release without touching Colab's packages, and (the slow test) every chap
 fresh environment of Colab's package versions.
 
 The slow test runs ``scripts/colab_runtime.py`` (see its docstring). It takes a few minutes: the
-chapters are executed a second time there, besides nbval's run. Set ``POLYBOOK_SKIP_COLAB_RUNTIME=1``
+chapters are executed a second time there, besides nbval's run, in the form a Colab link opens
+them: their Colab editions (``colab/book/``, see ``tests/test_colab_editions.py``), whose code is the
+chapters' own; the exercises-only notebooks' setup, exercise and check cells run there too. Set ``POLYBOOK_SKIP_COLAB_RUNTIME=1``
 to skip it in a quick local run; CI always runs it.
 """
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import beyond, cooccurrence, metrics, noise, prevention, regularisation, superposition, theory
+from . import beyond, cooccurrence, metrics, noise, optimisers, prevention, regularisation, superposition, theory
 from .train import sample_noise
 
 __all__ = ["check"]
@@ -419,6 +419,21 @@ def _rank_cases(rng):
         yield {"W_start": W0, "W_end": W1}
 
 
+def _leader_cases(rng):
+    yield {"W0": torch.tensor([[[0.9, 0.1], [0.2, 0.3]]]), "W": torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])}
+    yield {"W0": torch.tensor([[[-0.9, 0.5]]]), "W": torch.tensor([[[-1.0, 0.0]]])}  # magnitudes, not signs
+    for inst, n, m in _sizes(rng, 12, n=(1, 8), m=(2, 8)):
+        W0 = _normal(rng, inst, n, m)
+        yield {"W0": W0, "W": W0 * torch.from_numpy(rng.random((inst, n, m)) ** 4)}
+
+
+def _winner_pair_cases(rng):
+    yield {"W": torch.tensor([[[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]]], dtype=torch.float64)}
+    yield {"W": torch.tensor([[[1.0, 0.1], [0.9, 0.0], [-1.1, 0.2]]], dtype=torch.float64)}
+    for inst, n, m in _sizes(rng, 12, n=(2, 12), m=(1, 5)):
+        yield {"W": _normal(rng, inst, n, m)}
+
+
 def _collision_cases(rng):
     yield {"winners": np.array([[0, 0, 1]]), "positive": np.array([[True, False, True]]), "m": 2}
     yield {"winners": np.array([[1, 1, 1]]), "positive": np.array([[True, True, True]]), "m": 2}
@@ -602,6 +617,17 @@ EXERCISES: dict[str, Exercise] = {
         "cumulants of independent terms add and the r-th cumulant of c X is c^r times that of X: variance "
         "sigma^2 sum w^2, fourth cumulant kappa sigma^4 sum w^4 with kappa = EXCESS_KURTOSIS[kind]; the "
         "excess kurtosis of Z is the fourth cumulant over the variance squared. Sum over the last axis."),
+    # Optimisers
+    "leader_share": Exercise(
+        "optimisers", optimisers.leader_share, _leader_cases,
+        "a feature's leader is the arg-max of |W0_ik| over neurons k and its winner the arg-max of |W_ik|; "
+        "compare them feature by feature and average over the features of each instance (one share per instance)."),
+    "winner_pairs": Exercise(
+        "optimisers", lambda W: {k: v for k, v in optimisers.winner_pairs(W).items() if k != "crowded"},
+        _winner_pair_cases,
+        "per instance, find each feature's winner (arg-max of |W_ik|) and the sign of that weight; on each "
+        "neuron with p positive and q negative winners there are C(p, 2) + C(q, 2) same-sign pairs and p q "
+        "opposite-sign pairs. Return {'same': ..., 'opposite': ...}, one count per instance each."),
     # Co-occurrence
     "pair_loss": Exercise(
         "cooccurrence", lambda a, b, q: cooccurrence.two_feature_loss(a, b, q), _pair_loss_cases,

@@ -200,6 +200,24 @@ def _overlap(pairs, by_other=False, none=True):
     return sum(s) / len(s) if s else (None if none else 0.0)
 
 
+def _winner_pairs(W, signs=True, signed_argmax=False):
+    win = (W if signed_argmax else W.abs()).argmax(-1)
+    pos = torch.sign(W.gather(-1, win.unsqueeze(-1)).squeeze(-1)) > 0
+    same, opposite = [], []
+    for w, p in zip(win.tolist(), pos.tolist()):
+        s = o = 0
+        for a in range(len(w)):
+            for b in range(a + 1, len(w)):
+                if w[a] == w[b]:
+                    if p[a] == p[b] or not signs:
+                        s += 1
+                    else:
+                        o += 1
+        same.append(s)
+        opposite.append(o if signs else s)
+    return {"same": torch.tensor(same), "opposite": torch.tensor(opposite)}
+
+
 #: For every exercise, plausible wrong answers (what the mistake is -> the wrong function).
 WRONG = {
     "toy_forward": {
@@ -244,6 +262,14 @@ WRONG = {
     "projection_cumulants": {
         "fourth moment instead of cumulant": lambda w, kind, sigma: _cumulants(w, kind, sigma, moment=True),
         "norm not squared": lambda w, kind, sigma: _cumulants(w, kind, sigma, square=False),
+    },
+    "leader_share": {
+        "signed weights instead of magnitudes": lambda W0, W: (W0.argmax(-1) == W.abs().argmax(-1)).double().mean(-1),
+        "one share for all instances": lambda W0, W: (W0.abs().argmax(-1) == W.abs().argmax(-1)).double().mean().expand(W.shape[0]),
+    },
+    "winner_pairs": {
+        "signs ignored": lambda W: _winner_pairs(W, signs=False),
+        "signed arg-max": lambda W: _winner_pairs(W, signed_argmax=True),
     },
     "pair_loss": {
         "pair weighted q instead of 2q": lambda a, b, q: _pair_loss(a, b, q, pair_weight=1.0),

@@ -39,7 +39,7 @@ from .config import ExperimentConfig, param
 from .registry import Experiment
 from .sparsification import _log_grid
 
-__all__ = ["OptimisersConfig", "winner_pairs", "optimiser_rows"]
+__all__ = ["KINDS", "OptimisersConfig", "winner_pairs", "optimiser_rows"]
 
 #: The optimisers this experiment knows, in the order the chapter shows them.
 KINDS = ("gd", "momentum", "adamw", "rmsprop")

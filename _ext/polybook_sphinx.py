@@ -15,12 +15,20 @@
   ``$...$`` in the navigation of the API page, of the index or of the search page): load it on
   every page. ``sphinx-mathjax-offline`` points ``mathjax_path`` at its bundled copy, which it
   copies into ``_static/mathjax`` for every build, so no page needs the network for it.
+- That copy is the whole MathJax distribution (about 24 MB: every combined component, the SVG
+  output, the speech rules), while the pages load one component, ``tex-chtml.js``. After the build
+  only what that component can load is kept (:data:`MATHJAX_KEEP`): itself, the TeX extensions its
+  ``autoload`` and ``require`` fetch on demand, the CHTML fonts, and the menu's accessibility
+  extensions with the speech rules they load when a reader turns them on.
 """
 
 from __future__ import annotations
 
 import html
 import re
+
+import shutil
+from pathlib import Path
 
 from docutils import nodes
 
@@ -68,6 +76,28 @@ def _alt_text_for_animations(app, doctree, docname):
                 raw.replace(raw[0], nodes.Text(text))
 
 
+#: What ``tex-chtml.js`` can load, relative to ``_static/mathjax``; the rest of the copy is removed.
+MATHJAX_KEEP = ("tex-chtml.js", "input/tex/extensions", "output/chtml/fonts/woff-v2", "a11y", "sre", "ui")
+
+
+def _prune_mathjax(app, exception):
+    if exception is not None or app.builder.format != "html":
+        return
+    root = Path(app.outdir) / "_static" / "mathjax"
+    if not (root / "tex-chtml.js").is_file():
+        return  # MathJax from elsewhere (a CDN): nothing copied, nothing to prune
+    keep = [root / k for k in MATHJAX_KEEP]
+    for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        inside = any(path == k or k in path.parents for k in keep)
+        above = any(path in k.parents for k in keep)
+        if inside or above:
+            continue
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
 def setup(app):
     # MathJax (and the assets of any other extension that asks the policy) on every page, not
     # only on the pages with an equation in their body.
@@ -77,4 +107,5 @@ def setup(app):
     app.connect("html-page-context", _dedupe_scripts, priority=990)
     app.connect("html-page-context", _drop_cdn_font_awesome)
     app.connect("doctree-resolved", _alt_text_for_animations)
+    app.connect("build-finished", _prune_mathjax)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

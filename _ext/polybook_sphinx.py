@@ -20,6 +20,10 @@
   only what that component can load is kept (:data:`MATHJAX_KEEP`): itself, the TeX extensions its
   ``autoload`` and ``require`` fetch on demand, the CHTML fonts, and the menu's accessibility
   extensions with the speech rules they load when a reader turns them on.
+- The text cites "Lecomte et al. [2023]" (``bibtex_reference_style: author_year``), but the
+  bibliography's default labels are alpha keys such as [LTS+23], which a reader cannot match to
+  the citation. The style ``polybook`` (``bibtex_default_style``) labels each entry as the text
+  cites it: "Lecomte et al., 2023".
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ import shutil
 from pathlib import Path
 
 from docutils import nodes
+from pybtex.plugin import register_plugin
+from pybtex.style.formatting.plain import Style as PlainStyle
+from pybtex.style.labels import BaseLabelStyle
 
 CDN_FONT_AWESOME = re.compile(r'<link rel="stylesheet"\s+href="https://[^"]*font-awesome[^"]*\.css">\s*')
 
@@ -74,6 +81,39 @@ def _alt_text_for_animations(app, doctree, docname):
             if ANIMATION_IMG.search(text):
                 text = ANIMATION_IMG.sub(lambda m: f'{m.group(0)} alt="{html.escape(alt)}"', text)
                 raw.replace(raw[0], nodes.Text(text))
+
+
+class AuthorYearLabels(BaseLabelStyle):
+    """Bibliography labels as the text cites: "Elhage et al., 2022", "Smith and Jones, 2020"."""
+
+    def format_labels(self, sorted_entries):
+        labels = [self._label(entry) for entry in sorted_entries]
+        for label in labels:
+            yield label
+
+    @staticmethod
+    def _label(entry) -> str:
+        people = entry.persons.get("author") or entry.persons.get("editor") or []
+        names = [" ".join(p.last_names) for p in people]
+        if not names:
+            who = entry.key
+        elif len(names) == 1:
+            who = names[0]
+        elif len(names) == 2:
+            who = f"{names[0]} and {names[1]}"
+        else:
+            who = f"{names[0]} et al."
+        year = entry.fields.get("year")
+        return f"{who}, {year}" if year else who
+
+
+class AuthorYearStyle(PlainStyle):
+    """The plain style with :class:`AuthorYearLabels`."""
+
+    default_label_style = AuthorYearLabels
+
+
+register_plugin("pybtex.style.formatting", "polybook", AuthorYearStyle)
 
 
 #: What ``tex-chtml.js`` can load, relative to ``_static/mathjax``; the rest of the copy is removed.

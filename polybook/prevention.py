@@ -8,13 +8,15 @@ Three pieces of science for the chapter ``book/prevention.ipynb``:
 - **interventions at fixed width** (``INTERVENTIONS``, ``train_intervention``, the
   ``interventions`` experiment of :mod:`polybook.experiments.interventions`): the paper's L1
   setting changed in one respect at a time (initialisation, optimiser, L1 strength or schedule,
-  weight decay, width then pruning, resampling of shared neurons), each trained from the same
-  initial weights where the change leaves the initialisation alone, so that differences from the
-  baseline are paired;
+  weight decay, width then pruning, resampling of shared neurons); model ``b`` of every
+  intervention starts from a function of the baseline's initial draw ``b`` (the draw itself, scaled,
+  its polar factor, masked, or widened by fresh columns), so that differences from the baseline are
+  paired;
 - **telling incidental from necessary** (``pairs_sharing_a_neuron``, :func:`seed_consistency`,
   :func:`pair_test_power`): the pairs of features that share a neuron, how many of them two
   seeds have in common (``pairs_in_common``), and that overlap's null distribution when feature
-  labels are permuted.
+  labels are permuted; measured in an incidental regime and in two necessary ones (a hierarchy of
+  importances, and exchangeable features, where the pairs are not singled out by the data).
 
 The figures and the explorer are in :mod:`polybook.views.prevention`.
 """

@@ -63,6 +63,32 @@ def test_initialisations():
     assert torch.allclose(H.abs().amax(-1), torch.ones(2, 6), atol=0.35)
 
 
+def test_every_initialisation_is_made_from_the_baseline_draw():
+    """Instance b of each intervention is paired with the baseline's instance b: each start is a function
+    of the same draw (scaled, its polar factor, masked, or its columns first in a wider start)."""
+    D = pb.init_weights(3, 6, 20, seed=4)
+    torch.testing.assert_close(pv.initial_weights("normal", 3, 6, 20, seed=4, scale=0.5), 0.5 * D)
+    U, _, Vh = torch.linalg.svd(D.double(), full_matrices=False)
+    torch.testing.assert_close(pv.initial_weights("orthogonal", 3, 6, 20, seed=4), (U @ Vh).float())
+    S = pv.initial_weights("sparse", 3, 6, 20, seed=4)
+    kept = S != 0
+    torch.testing.assert_close(S[kept], (D * (20 / 8) ** 0.5)[kept])
+    H = pv.initial_weights("one_hot", 3, 6, 20, seed=4)
+    small = H.abs() < 0.9
+    torch.testing.assert_close(H[small], 0.1 * D[small])
+    Wd = pv.initial_weights("normal", 3, 6, 20, seed=4, width_factor=4)
+    assert Wd.shape == (3, 6, 80)
+    torch.testing.assert_close(Wd[..., :20], D / 2)
+    assert abs(float(Wd[..., 20:].std()) - 80 ** -0.5) < 0.02  # fresh columns of the wider model's law
+    # the first instances do not depend on how many are drawn (a replay can train a slice); torch draws
+    # fewer than 256 normals per call by another algorithm, so this holds from n m = 256 on
+    for kind in ("normal", "orthogonal", "sparse", "one_hot"):
+        one, three = pv.initial_weights(kind, 1, 8, 32, seed=4), pv.initial_weights(kind, 3, 8, 32, seed=4)
+        torch.testing.assert_close(one, three[:1])
+    with pytest.raises(ValueError, match="init must be 'normal'"):
+        pv.initial_weights("sparse", 1, 6, 20, width_factor=2)
+
+
 def test_train_schedule_without_hooks_is_polybook_train():
     cfg = pb.TrainConfig(n=8, m=16, instances=2, steps=300, lr=1e-3, l1=1e-3, weight_decay=0.01)
     W0 = pb.init_weights(2, 8, 16, seed=3)
@@ -119,7 +145,8 @@ def test_pair_test_rejects_at_most_alpha_under_the_null_and_always_when_pairs_re
 
 def test_experiment_contract_and_replay(tmp_path):
     rec = run_experiment("interventions", "book", ["n=8", "m=16", "instances=2", "steps=2000",
-                         "interventions=baseline,resample,wide4_pruned_early,l1_warmup", "sup_seeds=2", "sup_steps=30"],
+                         "interventions=baseline,resample,wide4_pruned_early,l1_warmup", "sup_seeds=2", "sup_steps=30",
+                         "exch_steps=30"],
                          device="cpu", out=tmp_path, progress=False)
     res = rec["results"]
     assert [r["name"] for r in res["interventions"]] == ["baseline", "resample", "wide4_pruned_early", "l1_warmup"]
@@ -127,8 +154,12 @@ def test_experiment_contract_and_replay(tmp_path):
         assert len(r["polysemantic"]) == 2 and len(r["final_loss"]) == 2 and len(r["pairs"]) == 2
     assert res["interventions"][2]["flops_ratio"] == pytest.approx((4 * 1500 + 500) / 2000)
     assert len(res["necessary"]["pairs"]) == 2
+    exch = res["exchangeable"]
+    assert (exch["n"], exch["m"], exch["steps"]) == (8, 4, 30) and len(exch["pairs"]) == len(exch["one_hot"]) == 2
     rows = pv.intervention_rows(load_result(tmp_path))
-    assert rows[0]["d_count"] == 0 and rows[1]["paired"] and not rows[2]["paired"]
+    assert rows[0]["d_count"] == 0 and rows[0]["rel_loss"] == 0 and all(r["paired"] for r in rows)
+    loss = {r["name"]: np.asarray(r["final_loss"]) for r in res["interventions"]}
+    assert rows[1]["rel_loss"] == pytest.approx(float(np.mean(np.log(loss["resample"] / loss["baseline"]))))
     replay = pv.replay_interventions(rec, names=("baseline", "l1_warmup"), instances=1)
     assert replay["replayed"] == replay["stored"]
     with pytest.raises(ValueError, match="names must be"):
@@ -163,6 +194,7 @@ def test_stored_result_matches_a_replayed_slice():
     ("sup_decay", 1.5, "sup_decay must be .* <= 1"),
     ("sup_seeds", 1, "sup_seeds must be an integer >= 2"),
     ("sup_steps", 0, "sup_steps must be an integer >= 1"),
+    ("exch_steps", 0, "exch_steps must be an integer >= 1"),
     ("seed", -1, "seed must be"),
 ])
 def test_interventions_config_refuses_each_bad_field(field, value, needle):
@@ -172,7 +204,7 @@ def test_interventions_config_refuses_each_bad_field(field, value, needle):
 
 def test_interventions_config_accepts_its_bounds():
     cfg = InterventionsConfig(n=8, m=8, instances=2, steps=2, interventions=("baseline",), sup_sparsity=0.999,
-                              sup_decay=1.0, sup_seeds=2, sup_steps=1)
+                              sup_decay=1.0, sup_seeds=2, sup_steps=1, exch_steps=1)
     assert cfg.m == cfg.n and cfg.interventions == ("baseline",)
     assert cfg.capped(2) == cfg
 

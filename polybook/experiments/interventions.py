@@ -36,13 +36,16 @@ __all__ = ["intervention_rows"]
 class Intervention:
     """One change to the baseline (the paper's setting); unset fields keep the baseline's values.
 
-    ``init``: ``"normal"`` (the paper's ``N(0, 1/m)``, the shared draw), ``"orthogonal"`` (rows of a
-    random orthogonal matrix: unit norm, zero initial overlaps), ``"sparse"`` (each feature
-    ``N(0, 1/k)`` on ``k = 8`` random neurons), ``"one_hot"`` (feature ``i`` starts at weight 1 on
-    its own neuron, plus the shared draw scaled by 0.1: needs the features to be known).
-    ``init_scale`` multiplies the initial weights. ``width_factor`` trains ``width_factor * m``
-    neurons (initial std ``1/sqrt(width_factor * m)``) and keeps the ``m`` of largest norm, after
-    ``prune_at`` steps (a fresh optimiser afterwards) or at the end (``prune_at = None``).
+    Every initialisation is made from the baseline's draw ``init_weights(instances, n, m, seed)``,
+    so that each intervention's models are paired with the baseline's (:func:`initial_weights`).
+    ``init``: ``"normal"`` (the paper's ``N(0, 1/m)``, the draw itself), ``"orthogonal"`` (the draw's
+    polar factor: the nearest matrix with orthonormal rows, unit norm and zero initial overlaps),
+    ``"sparse"`` (the draw kept on ``k = 8`` random neurons per feature and scaled to ``N(0, 1/k)``),
+    ``"one_hot"`` (feature ``i`` starts at weight 1 on its own neuron, plus the draw scaled by 0.1:
+    needs the features to be known). ``init_scale`` multiplies the initial weights. ``width_factor``
+    trains ``width_factor * m`` neurons (initial std ``1/sqrt(width_factor * m)``: the draw's columns
+    rescaled, then fresh ones) and keeps the ``m`` of largest norm, after ``prune_at`` steps (a fresh
+    optimiser afterwards) or at the end (``prune_at = None``).
     ``l1_warmup``: L1 rises linearly from 0 over this share of the steps. ``resample_every``:
     every so many steps up to ``resample_until`` (a share of the steps), :func:`resample_shared`.
     """
@@ -86,23 +89,37 @@ INIT_KINDS = ("normal", "orthogonal", "sparse", "one_hot")
 
 #: Offset added to a run's seed for the generator of ``train_schedule``'s resampling.
 RESAMPLE_OFFSET = 2_000_003
+#: Offset added to a run's seed for the extra columns of a wider start (the baseline's columns come first).
+WIDE_OFFSET = 104_729
 
 
 # --------------------------------------------------------------------------- initial weights and training
 
 
-def initial_weights(kind: str, instances: int, n: int, m: int, seed: int = 0, scale: float = 1.0) -> torch.Tensor:
-    """Initial weights ``(instances, n, m)`` of one of the initialisations of :class:`Intervention`.
+def initial_weights(kind: str, instances: int, n: int, m: int, seed: int = 0, scale: float = 1.0,
+                    width_factor: int = 1) -> torch.Tensor:
+    """Initial weights ``(instances, n, width_factor * m)`` of one of the initialisations of :class:`Intervention`.
 
-    ``"normal"`` is exactly :func:`polybook.models.init_weights` (times ``scale``), so interventions that keep
-    it start from the baseline's weights.
+    Every kind is made from the baseline's draw ``D = init_weights(instances, n, m, seed)``, so that
+    instance ``b`` of every intervention is paired with instance ``b`` of the baseline: ``"normal"`` is
+    ``D`` itself; ``"orthogonal"`` is its polar factor ``U V^T`` (``D = U S V^T``), the matrix with
+    orthonormal rows nearest to ``D`` (Haar-distributed, as ``D`` is Gaussian); ``"sparse"`` keeps ``D``
+    on ``k = 8`` random neurons per feature, scaled by ``sqrt(m / k)`` to ``N(0, 1/k)``; ``"one_hot"``
+    is ``0.1 D`` with weight 1 on a distinct random neuron per feature. The result is multiplied by
+    ``scale``. With ``width_factor > 1`` (``"normal"`` only) the ``m`` columns of ``D`` are rescaled
+    to the wider model's ``N(0, 1/(width_factor m))`` and followed by fresh columns of that law.
 
     >>> W = initial_weights("orthogonal", 2, 4, 8)
     >>> torch.allclose(W @ W.transpose(-1, -2), torch.eye(4).expand(2, 4, 4), atol=1e-5)
     True
+    >>> torch.equal(initial_weights("normal", 2, 4, 8, width_factor=4)[..., :8], init_weights(2, 4, 8) / 2)
+    True
     """
     check.choice("init", kind, INIT_KINDS)
     check.number("init_scale", scale, 0.0, strict=True)
+    check.integer("width_factor", width_factor, minimum=1)
+    if width_factor > 1 and kind != "normal":
+        check.fail("init", kind, "'normal' for a wider start")
     base = init_weights(instances, n, m, seed=seed)
     gen = torch.Generator().manual_seed(seed + 7_919)
     if kind == "normal":
@@ -110,20 +127,24 @@ def initial_weights(kind: str, instances: int, n: int, m: int, seed: int = 0, sc
     elif kind == "orthogonal":
         if n > m:
             check.fail("n", n, f"at most m = {m} for orthogonal rows")
-        Q, R = torch.linalg.qr(torch.randn(instances, m, m, generator=gen))
-        Q = Q * torch.sign(torch.diagonal(R, dim1=-2, dim2=-1)).unsqueeze(-2)  # Haar-distributed
-        W = Q[:, :n, :].contiguous()  # n orthonormal rows
+        U, _, Vh = torch.linalg.svd(base.double(), full_matrices=False)
+        W = (U @ Vh).to(base.dtype)  # n orthonormal rows: the polar factor of the draw
     elif kind == "sparse":
         k = min(8, m)
         keep = torch.rand(instances, n, m, generator=gen).argsort(dim=-1)[..., :k]
-        W = torch.zeros(instances, n, m).scatter(-1, keep, torch.randn(instances, n, k, generator=gen) / math.sqrt(k))
+        W = base * torch.zeros(instances, n, m).scatter(-1, keep, 1.0) * math.sqrt(m / k)
     else:
         if n > m:
             check.fail("n", n, f"at most m = {m} for one neuron per feature")
         own = torch.rand(instances, m, generator=gen).argsort(dim=-1)[:, :n]  # distinct neurons
         W = 0.1 * base
         W.scatter_(-1, own.unsqueeze(-1), 1.0)
-    return W * scale
+    W = W * scale
+    if width_factor > 1:
+        M = width_factor * m
+        fresh = init_weights(instances, n, M - m, seed=seed + WIDE_OFFSET, std=1.0 / math.sqrt(M))
+        W = torch.cat([W * math.sqrt(m / M), fresh], dim=-1)
+    return W
 
 
 def resample_shared(W: torch.Tensor, opt: torch.optim.Optimizer | None = None, generator=None) -> int:
@@ -226,7 +247,7 @@ def train_intervention(name: str, n: int, m: int, instances: int, steps: int, lr
     M = m * iv.width_factor
     cfg = TrainConfig(n=n, m=M, instances=instances, steps=steps, lr=iv.lr or lr, optimizer=iv.optimizer or "adamw",
                       l1=l1 if iv.l1 is None else iv.l1, weight_decay=iv.weight_decay, seed=seed)
-    W0 = initial_weights(iv.init, instances, n, M, seed=seed, scale=iv.init_scale)
+    W0 = initial_weights(iv.init, instances, n, m, seed=seed, scale=iv.init_scale, width_factor=iv.width_factor)
     resampled = 0
     if iv.prune_at is not None:
         prune_at = min(iv.prune_at, steps - 1)  # a run shorter than the prune step (a smoke test) prunes before its last step
@@ -269,13 +290,21 @@ def pairs_sharing_a_neuron(uses: torch.Tensor) -> list[list[tuple[int, int]]]:
 
 @dataclasses.dataclass(frozen=True)
 class InterventionsConfig(ExperimentConfig):
-    """Every intervention at one ``n``, ``m``, budget of steps; and the two regimes for detection.
+    """Every intervention at one ``n``, ``m``, budget of steps; and the three regimes for detection.
 
-    Interventions: ``instances`` models each, from initial weights of seed ``seed`` (shared by every
-    intervention that keeps the paper's initialisation). Detection, necessary regime: the toy model
-    of superposition with a hidden ReLU (:mod:`polybook.superposition`), ``sup_n`` features with
-    importances ``sup_decay**i`` in ``sup_m`` neurons at sparsity ``sup_sparsity``, ``sup_seeds`` seeds,
-    ``sup_steps`` steps. The incidental regime reuses the baseline's models.
+    Interventions: ``instances`` models each, all made from the initial draw of seed ``seed`` (see
+    :func:`initial_weights`: instance ``b`` of every intervention is paired with the baseline's).
+    Detection, incidental regime: the baseline's models. Necessary regime with a hierarchy: the toy
+    model of superposition with a hidden ReLU (:mod:`polybook.superposition`), ``sup_n`` features
+    with importances ``sup_decay**i`` in ``sup_m`` neurons at sparsity ``sup_sparsity``, ``sup_seeds``
+    seeds, ``sup_steps`` steps, seed ``seed + 1``. Necessary regime with exchangeable features: the
+    paper's own model (equal importances, tied weights) at ``n`` features in ``n // 2`` neurons, so
+    that every neuron must hold two features; ``instances`` models of the baseline's optimiser and
+    L1, ``exch_steps`` steps (it sparsifies more slowly than at ``m > n``), seed ``seed + 2``.
+
+    The default seed, 1100, lies in the interventions' block (1000 to 1999) clear of
+    ``collisions-n``'s seeds 1000 to 1008: :func:`polybook.models.init_weights` draws the same
+    numbers for a seed whatever the shape, so a shared seed would share raw draws.
     """
 
     n: int = param(32, minimum=2)
@@ -291,7 +320,8 @@ class InterventionsConfig(ExperimentConfig):
     sup_decay: float = param(0.8, strict=True, maximum=1.0)
     sup_seeds: int = param(16, minimum=2)
     sup_steps: int = 3000
-    seed: int = 0
+    exch_steps: int = param(20000, minimum=1)
+    seed: int = 1100
 
     def check(self) -> None:
         """``m`` at least ``n``; the interventions start with ``"baseline"`` and are known ones."""
@@ -307,15 +337,17 @@ class InterventionsConfig(ExperimentConfig):
         # The config superposition_pairs trains.
         sup = SuperpositionConfig(n=self.sup_n, m=self.sup_m, sparsity=(self.sup_sparsity,),
                                   importance_decay=self.sup_decay, repeats=self.sup_seeds, hidden_relu=True,
-                                  steps=self.sup_steps, seed=self.seed)
+                                  steps=self.sup_steps, seed=self.seed + 1)
         return max(train_memory_bytes(TrainConfig(n=self.n, m=widest * self.m, instances=self.instances,
                                                   steps=self.steps)),
                    sup.peak_bytes(device))
 
     def flops(self) -> float:
-        """Rough floating-point operations (the widest interventions counted at their width)."""
+        """Rough floating-point operations (the widest interventions counted at their width, and the
+        exchangeable regime)."""
         per = 4.0 * self.n**2 * self.m * self.instances * self.steps
-        return per * sum(INTERVENTIONS[k].width_factor for k in self.interventions)
+        exch = 4.0 * self.n**2 * (self.n // 2) * self.instances * self.exch_steps
+        return per * sum(INTERVENTIONS[k].width_factor for k in self.interventions) + exch
 
 
 def _intervention_summary(name: str, out: dict, cfg: InterventionsConfig, base_flops: float) -> dict:
@@ -332,7 +364,7 @@ def _intervention_summary(name: str, out: dict, cfg: InterventionsConfig, base_f
 def superposition_pairs(cfg: InterventionsConfig, device: str = "cpu") -> dict:
     """Train the necessary regime's seeds; the pairs sharing a neuron by the response rule ``ReLU(W_ik) > 1/2``."""
     sc = SuperpositionConfig(n=cfg.sup_n, m=cfg.sup_m, sparsity=(cfg.sup_sparsity,), importance_decay=cfg.sup_decay,
-                             repeats=cfg.sup_seeds, hidden_relu=True, steps=cfg.sup_steps, seed=cfg.seed)
+                             repeats=cfg.sup_seeds, hidden_relu=True, steps=cfg.sup_steps, seed=cfg.seed + 1)
     res = train_superposition(sc, device=device, progress=False)
     uses = uses_by_response(res.W, 0.5, relu=True)
     return {"n": cfg.sup_n, "m": cfg.sup_m, "pairs": [[list(p) for p in ps] for ps in pairs_sharing_a_neuron(uses)],
@@ -340,18 +372,38 @@ def superposition_pairs(cfg: InterventionsConfig, device: str = "cpu") -> dict:
             "final_loss": [float(f"{float(v):.5g}") for v in res.final_loss()]}
 
 
+def exchangeable_pairs(cfg: InterventionsConfig, device: str = "cpu") -> dict:
+    """Train the exchangeable necessary regime: the paper's model at ``n`` features in ``n // 2`` neurons.
+
+    Equal importances and tied weights, the baseline's optimiser and L1, ``exch_steps`` steps, seed
+    ``seed + 2``. Returns ``n``, ``m``, ``steps``, per instance ``pairs`` and ``polysemantic`` (band
+    rule), ``one_hot`` and ``final_loss``.
+    """
+    m = cfg.n // 2
+    tc = TrainConfig(n=cfg.n, m=m, instances=cfg.instances, steps=cfg.exch_steps, lr=cfg.lr, l1=cfg.l1,
+                     seed=cfg.seed + 2)
+    W = train(tc, W0=init_weights(cfg.instances, cfg.n, m, seed=cfg.seed + 2), device=device, progress=False).W
+    return {"n": cfg.n, "m": m, "steps": cfg.exch_steps,
+            "pairs": [[list(p) for p in ps] for ps in pairs_sharing_a_neuron(band_mask(W))],
+            "polysemantic": polysemantic_neurons(W).tolist(),
+            "one_hot": [round(float(v), 4) for v in one_hot_share(W, tol=0.1)],
+            "final_loss": [float(f"{float(v):.5g}") for v in reconstruction_loss(W)]}
+
+
 def run_interventions(cfg: InterventionsConfig, device: torch.device, progress: bool = True) -> dict:
     """``results``: ``n``, ``m``, ``steps``, ``interventions`` (per intervention: ``name``, ``label``,
     ``polysemantic`` and ``final_loss`` per instance, ``one_hot`` per instance (share of encodings with
-    one weight above 0.1), ``flops_ratio`` against the baseline, ``resampled``, ``pairs`` per instance)
-    and ``necessary`` (the superposition seeds' pairs, counts and losses)."""
+    one weight above 0.1), ``flops_ratio`` against the baseline, ``resampled``, ``pairs`` per instance),
+    ``necessary`` (the superposition seeds' pairs, counts and losses) and ``exchangeable`` (the paper's
+    model at ``m = n // 2``: :func:`exchangeable_pairs`)."""
     base_flops = 4.0 * cfg.n**2 * cfg.m * cfg.instances * cfg.steps
     rows = []
     for name in cfg.interventions:
         out = train_intervention(name, cfg.n, cfg.m, cfg.instances, cfg.steps, cfg.lr, cfg.l1, cfg.seed, str(device))
         rows.append(_intervention_summary(name, out, cfg, base_flops))
     return {"n": cfg.n, "m": cfg.m, "steps": cfg.steps, "interventions": rows,
-            "necessary": superposition_pairs(cfg, str(device))}
+            "necessary": superposition_pairs(cfg, str(device)),
+            "exchangeable": exchangeable_pairs(cfg, str(device))}
 
 
 def replay_interventions(record: dict, names=("baseline",), instances: int = 2) -> dict:
@@ -382,9 +434,12 @@ def intervention_rows(record: dict) -> list[dict]:
     differences from the baseline where the intervention keeps the baseline's initial weights.
 
     Keys: ``name``, ``label``, ``count``, ``count_se``, ``loss``, ``loss_se``, ``flops_ratio``,
-    ``one_hot`` (mean share), ``paired`` (whether the instances start from the baseline's weights),
-    ``d_count``, ``d_count_se``, ``d_loss``, ``d_loss_se`` (intervention minus baseline; paired
-    differences when ``paired``, else independent samples).
+    ``one_hot`` (mean share), ``paired`` (whether instance ``b`` starts from the baseline's draw ``b``:
+    every intervention of :data:`INTERVENTIONS` does, see :func:`initial_weights`), ``d_count``,
+    ``d_count_se``, ``d_loss``, ``d_loss_se`` (intervention minus baseline; paired differences when
+    ``paired``, else independent samples), and ``rel_loss``, ``rel_loss_se``: the mean over instances
+    of ``ln(loss / baseline's loss)`` (paired) or the difference of the mean log losses, with its
+    standard error; ``exp(rel_loss)`` is the loss ratio.
 
     Introduced in the book: :ref:`interventions` (chapter prevention).
     """
@@ -395,8 +450,7 @@ def intervention_rows(record: dict) -> list[dict]:
     for r in res["interventions"]:
         c, loss = np.asarray(r["polysemantic"], float), np.asarray(r["final_loss"], float)
         k = c.size
-        iv = INTERVENTIONS[r["name"]]
-        paired = iv.init == "normal" and iv.init_scale == 1.0 and iv.width_factor == 1
+        paired = c.size == b_c.size  # instance b of every intervention starts from the baseline's draw b
 
         def diff(x, y):
             if paired:
@@ -406,11 +460,13 @@ def intervention_rows(record: dict) -> list[dict]:
 
         dc, dcs = diff(c, b_c)
         dl, dls = diff(loss, b_l)
+        rl, rls = diff(np.log(loss), np.log(b_l))
         rows.append({"name": r["name"], "label": r["label"], "count": float(c.mean()),
                      "count_se": float(c.std(ddof=1) / math.sqrt(k)), "loss": float(loss.mean()),
                      "loss_se": float(loss.std(ddof=1) / math.sqrt(k)), "flops_ratio": r["flops_ratio"],
                      "one_hot": float(np.mean(r["one_hot"])), "paired": paired,
-                     "d_count": dc, "d_count_se": dcs, "d_loss": dl, "d_loss_se": dls})
+                     "d_count": dc, "d_count_se": dcs, "d_loss": dl, "d_loss_se": dls,
+                     "rel_loss": rl, "rel_loss_se": rls})
     return rows
 
 

@@ -472,7 +472,7 @@ def intervention_rows(record: dict) -> list[dict]:
 
 EXPERIMENT = Experiment(
     "interventions",
-    "polysemantic count and loss per intervention at fixed width; pairings across seeds in two regimes",
+    "polysemantic count and loss per intervention at fixed width; pairings across seeds in three regimes",
     InterventionsConfig,
     book=InterventionsConfig(),
     paper=InterventionsConfig(n=64, m=256, instances=32, sup_seeds=32),

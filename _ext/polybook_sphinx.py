@@ -24,6 +24,9 @@
   bibliography's default labels are alpha keys such as [LTS+23], which a reader cannot match to
   the citation. The style ``polybook`` (``bibtex_default_style``) labels each entry as the text
   cites it: "Lecomte et al., 2023".
+- A verdict word pasted into a page (``{glue:text}`` of a ``verdict_*_word``) gets a class naming
+  it, ``verdict-word verdict-holds`` and so on, so the stylesheet can mark and colour it: the
+  verdict table is scanned by its words.
 """
 
 from __future__ import annotations
@@ -116,6 +119,21 @@ class AuthorYearStyle(PlainStyle):
 register_plugin("pybtex.style.formatting", "polybook", AuthorYearStyle)
 
 
+#: The verdict words (``polybook.verdicts.WORDS``) and the class each gets in the HTML.
+VERDICT_CLASSES = {"holds": "holds", "holds with a correction": "correction", "does not hold here": "fails",
+                   "depends on the optimiser": "optimiser", "unfinished": "unfinished", "untested": "untested",
+                   "a finding": "finding"}
+VERDICT_SPAN = re.compile(r'<span class="pasted-text">(' + "|".join(map(re.escape, VERDICT_CLASSES)) + r')</span>')
+
+
+def _mark_verdict_words(app, pagename, templatename, context, doctree):
+    body = context.get("body")
+    if body and "pasted-text" in body:
+        context["body"] = VERDICT_SPAN.sub(
+            lambda m: f'<span class="pasted-text verdict-word verdict-{VERDICT_CLASSES[m.group(1)]}">{m.group(1)}</span>',
+            body)
+
+
 #: What ``tex-chtml.js`` can load, relative to ``_static/mathjax``; the rest of the copy is removed.
 MATHJAX_KEEP = ("tex-chtml.js", "input/tex/extensions", "output/chtml/fonts/woff-v2", "a11y", "sre", "ui")
 
@@ -146,6 +164,7 @@ def setup(app):
     # Late, after the themes have added their own scripts to the page.
     app.connect("html-page-context", _dedupe_scripts, priority=990)
     app.connect("html-page-context", _drop_cdn_font_awesome)
+    app.connect("html-page-context", _mark_verdict_words)
     app.connect("doctree-resolved", _alt_text_for_animations)
     app.connect("build-finished", _prune_mathjax)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

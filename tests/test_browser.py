@@ -405,3 +405,22 @@ PIPE_TABLE_CASES = [
 def test_pipe_table_detector(html, flagged, browser):
     bad = detect(browser, html, PIPE_TABLE_JS)
     assert bool(bad) == flagged, f"detector said {bad} for {html}"
+
+
+def test_verdict_words_are_marked_and_references_are_labelled_as_cited(site, browser):
+    # Fails when a row of the verdict table has no marked verdict word in its second column (the
+    # column a phone shows beside the claim), or the bibliography labels its entries with alpha keys
+    # ("LTS+23") that a reader cannot match to the text's "Lecomte et al. [2023]".
+    errors: list[str] = []
+    page = open_page(browser, f"{site}/book/intro.html", errors)
+    rows = page.evaluate(
+        "() => [...document.querySelectorAll('#the-verdict-up-front table tbody tr')].map(tr =>"
+        " tr.children[1].querySelector('.verdict-word') ? tr.children[1].innerText.trim() : null)")
+    assert len(rows) >= 17 and all(rows), f"verdict cells without a marked word: {rows}"
+    page.close()
+    page = open_page(browser, f"{site}/book/bibliography.html", errors)
+    text = page.inner_text("article")
+    assert "Lecomte et al., 2023" in text and "Elhage et al., 2022" in text, text[:500]
+    assert "LTS+23" not in text and "EHO+22" not in text, text[:500]
+    page.close()
+    assert not errors, f"console errors: {errors}"

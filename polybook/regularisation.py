@@ -62,6 +62,7 @@ from .experiments.sparsification import (
 from .experiments.winners import (
     WinnersConfig,
     dominance,
+    pair_record,
     replay_winners,
     run_winners,
     winner_record,

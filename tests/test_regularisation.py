@@ -188,6 +188,19 @@ def test_winner_record_counts_leaders_top3_and_decided_features():
     assert rec["leader_curve"] == [1.0, 1.0, 0.5] and rec["final_curve"] == [0.5, 0.5, 1.0]
 
 
+def test_pair_record_counts_final_pairs_and_those_that_shared_an_initial_leader():
+    # features 0 and 1 share their initial leader (neuron 0); all three end on neuron 0
+    W0 = torch.tensor([[[0.9, 0.1, 0.0], [0.8, 0.0, 0.2], [0.0, 0.1, 0.7]],
+                       [[0.1, 0.9, 0.0], [0.0, 0.2, 0.8], [0.6, 0.0, 0.1]]])
+    W = torch.tensor([[[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [1.0, 0.0, 0.0]],
+                      [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]])
+    rec = xw.pair_record(W0, W)
+    assert rec == {"final_pairs": [3, 0], "final_pairs_shared_leader": [1, 0], "initial_pairs": [1, 0]}
+    # every leader wins: every final pair shared its leader
+    same = xw.pair_record(W0, W0)
+    assert same["final_pairs"] == same["final_pairs_shared_leader"] == same["initial_pairs"]
+
+
 def test_single_feature_winner_is_always_the_initial_leader():
     cfg = rg.WinnersConfig(n=8, m=(32,), instances=2, adamw_steps=300, sgd_steps=300, points=8, adamw_lr_sweep=())
     for opt in ("sgd", "adamw"):
@@ -269,6 +282,11 @@ def test_stored_winners_run_loads_and_matches_the_registered_book_config():
         # single features are trained as n * instances one-row models, each its own instance
         assert len(r["leader_by_instance"]) == (cfg.instances if r["regime"] == "interference" else cfg.n * cfg.instances)
         assert np.mean(r["leader_by_instance"]) == pytest.approx(r["leader"], abs=1e-3)
+        assert 0 <= r["one_hot"] <= 1
+    for r in res["runs"]:
+        if r["regime"] == "interference":  # the pair counts per instance, the shared ones a subset of the final ones
+            assert len(r["final_pairs"]) == len(r["initial_pairs"]) == cfg.instances
+            assert all(0 <= s <= f for s, f in zip(r["final_pairs_shared_leader"], r["final_pairs"]))
 
 
 @pytest.mark.skipif(not STORED_WINNERS.exists(), reason="no stored winners run")

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from ..metrics import winner_initial_rank
+from ..metrics import one_hot_share, winner_initial_rank
 from ..train import TrainConfig, train, train_memory_bytes
 from .config import ExperimentConfig, param
 from .registry import Experiment
@@ -61,7 +61,7 @@ class WinnersConfig(ExperimentConfig):
     adamw_steps: int = 6000
     sgd_lr: float = 0.05
     sgd_l1: float = 0.01
-    sgd_steps: int = 3000
+    sgd_steps: int = 12000
     points: int = param(24, minimum=2)
     lr_m: int = 256
     adamw_lr_sweep: tuple[float, ...] = param((1e-4, 3e-4, 1e-3, 3e-3), strict=True, empty=True, unique=True)
@@ -140,8 +140,36 @@ def winner_record(W0: torch.Tensor, snapshots: dict[int, torch.Tensor]) -> dict:
     }
 
 
+def pair_record(W0: torch.Tensor, W: torch.Tensor) -> dict:
+    """Pairs of features that share a neuron at the end, and whether they shared one at the start.
+
+    Per instance (the independent units): ``final_pairs``, the pairs of features whose final
+    arg-max ``|W_ik|`` is the same neuron; ``final_pairs_shared_leader``, how many of those pairs
+    also had the same initial leader (arg-max of ``|W0_ik|``); ``initial_pairs``, the pairs that
+    shared an initial leader. If the final winners kept no memory of the initial leaders, a final
+    pair would have shared an initial leader with probability about ``1/m``; if every feature were
+    won by its initial leader, every final pair would have.
+
+    Examples
+    --------
+    >>> W0 = torch.tensor([[[0.9, 0.1, 0.0], [0.8, 0.0, 0.2], [0.0, 0.1, 0.7]]])
+    >>> W = torch.tensor([[[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]])
+    >>> pair_record(W0, W)
+    {'final_pairs': [3], 'final_pairs_shared_leader': [1], 'initial_pairs': [1]}
+    """
+    n = W.shape[-2]
+    upper = torch.ones(n, n, dtype=torch.bool, device=W.device).triu(1)
+    lead, win = W0.abs().argmax(-1), W.abs().argmax(-1)  # (instances, n)
+    same_final = (win.unsqueeze(-1) == win.unsqueeze(-2)) & upper
+    same_lead = (lead.unsqueeze(-1) == lead.unsqueeze(-2)) & upper
+    count = lambda x: [int(v) for v in x.sum((-2, -1))]  # noqa: E731
+    return {"final_pairs": count(same_final), "final_pairs_shared_leader": count(same_final & same_lead),
+            "initial_pairs": count(same_lead)}
+
+
 def run_winners(cfg: WinnersConfig, device: torch.device, progress: bool = True) -> dict:
-    """Per ``m``, optimiser and regime (``"interference"`` or ``"single"``): :func:`winner_record`.
+    """Per ``m``, optimiser and regime (``"interference"`` or ``"single"``): :func:`winner_record`,
+    and for the runs with interference :func:`pair_record` of the initial and final weights.
 
     ``lr_sweep`` holds the AdamW learning-rate sweep at ``m = lr_m`` (each entry with its
     ``lr`` and ``steps``; the entry at ``adamw_lr`` is the main run's) and the main gradient
@@ -157,6 +185,10 @@ def run_winners(cfg: WinnersConfig, device: torch.device, progress: bool = True)
         top = res.W.abs().argmax(-1, keepdim=True)
         rec["same_sign"] = round(float((torch.sign(res.W0.gather(-1, top))
                                         == torch.sign(res.W.gather(-1, top))).double().mean()), 4)
+        # the book's finish rule (polybook.collisions.FINISHED_SHARE) reads the share of one-hot encodings
+        rec["one_hot"] = round(float(one_hot_share(res.W).mean()), 4)
+        if tc.n > 1:  # pairs of features exist only in the runs with interference
+            rec.update(pair_record(res.W0, res.W))
         return rec
 
     for j, m in enumerate(cfg.m):

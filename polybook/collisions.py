@@ -4,7 +4,10 @@ What the chapter needs beyond the core modules:
 
 - the ``collisions`` sweep with its weights kept (:func:`train_sweep`, :func:`sweep_record`),
   giving exactly the numbers of ``python -m polybook run collisions``;
-- a log-log slope fit with a bootstrap interval (:func:`fit_loglog_slope`);
+- a log-log slope fit with a bootstrap interval (:func:`fit_loglog_slope`), the exact curve's own
+  slope over the same widths (:func:`exact_curve_slope`) and the slope's standard error expected
+  from the number of seeds (:func:`expected_slope_se`);
+- the book's finish rule (:data:`FINISHED_SHARE`): a width is evidence only where training finished;
 - stored paper-scale results, loaded only when present (:func:`load_paper_record`);
 - how the initial leaders relate to the final winners (:func:`correspondence_summary`);
 - the two-feature example (:func:`shared_neuron_loss`, :func:`two_feature_start`);
@@ -49,7 +52,7 @@ from .metrics import (
     winners,
 )
 from .models import reconstruction_loss
-from .theory import predicted_polysemantic
+from .theory import expected_polysemantic_exact, predicted_polysemantic, simulate_collisions
 from .train import TrainConfig, TrainResult, train
 
 __all__ = [
@@ -58,6 +61,9 @@ __all__ = [
     "train_sweep",
     "sweep_record",
     "fit_loglog_slope",
+    "exact_curve_slope",
+    "expected_slope_se",
+    "FINISHED_SHARE",
     "load_paper_record",
     "correspondence_summary",
     "shared_neuron_loss",
@@ -76,6 +82,14 @@ PAPER_COMMAND = "python -m polybook run collisions --scale paper --out book/resu
 #: folder ``book/`` or the repository root).
 PAPER_FOLDER = "collisions-paper"
 PAPER_PATHS = (f"results/{PAPER_FOLDER}/result.json", f"book/results/{PAPER_FOLDER}/result.json")
+
+
+#: The book's finish rule for the L1 autoencoder: training has finished when at least this share of
+#: encodings is one-hot (one weight above ``1e-3``, :func:`~polybook.metrics.one_hot_share`). A
+#: width that has not finished, or whose record does not say, is not evidence for the law.
+#:
+#: Introduced in the book: :ref:`slope-test` (chapter collisions).
+FINISHED_SHARE = 0.99
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -161,6 +175,49 @@ def fit_loglog_slope(m, counts, boot: int = 2000, seed: int = 0, level: float = 
     a = (1 - level) / 2
     lo, hi = np.quantile(slopes, [a, 1 - a])
     return SlopeFit(float(slope), float(intercept), float(lo), float(hi), float(slopes.std()), level, int((~ok).sum()))
+
+
+def exact_curve_slope(n: int, m: Sequence[int]) -> float:
+    """Least-squares slope of ``log E[polysemantic]`` (the exact expectation) against ``log m``.
+
+    The same straight-line fit as :func:`fit_loglog_slope`, applied to the idealised curve over the
+    same widths: the slope the birthday argument predicts for a sweep over exactly these ``m``
+    (shallower than ``-1`` where ``n/m`` is not small).
+
+    Introduced in the book: :ref:`slope-test` (chapter collisions).
+
+    >>> round(exact_curve_slope(64, [64, 128, 256, 512]), 2)
+    -0.81
+    """
+    x = np.log(np.asarray(m, dtype=float))
+    if len(x) < 2:
+        raise ValueError(f"m must hold at least two widths, got {list(m)}")
+    y = np.log([expected_polysemantic_exact(n, int(k)) for k in m])
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def expected_slope_se(n: int, m: Sequence[int], instances: int, trials: int = 4000, seed: int = 0) -> float:
+    """Standard error of the fitted log-log slope that ``instances`` independent seeds per width give.
+
+    Computed before looking at any trained count: each width's count is drawn from the idealised
+    birthday distribution (:func:`~polybook.theory.simulate_collisions`, ``trials`` draws), whose
+    variance ``v`` gives the variance of the log of a mean of ``instances`` counts, ``v / (k E^2)``
+    to first order; the least-squares slope is a fixed linear combination of those logs.
+
+    Introduced in the book: :ref:`slope-test` (chapter collisions).
+
+    >>> round(expected_slope_se(64, [128, 256, 512], 16), 2)
+    0.14
+    """
+    x = np.log(np.asarray(m, dtype=float))
+    if len(x) < 2:
+        raise ValueError(f"m must hold at least two widths, got {list(m)}")
+    xc = x - x.mean()
+    var_log = []
+    for k in m:
+        c = simulate_collisions(n, int(k), trials=trials, seed=seed + int(k))["polysemantic"].astype(float)
+        var_log.append(c.var(ddof=1) / (instances * c.mean() ** 2))
+    return float(np.sqrt(np.sum(xc**2 * np.asarray(var_log))) / np.sum(xc**2))
 
 
 def load_paper_record(path: str | Path | None = None) -> dict | None:

@@ -14,7 +14,10 @@ What the chapter derives here:
 
 - the two-feature loss with co-occurrence (:func:`two_feature_loss`);
 - the pair's weight and the level where it matches L1 (:func:`pair_weight`, :func:`balance_level`);
-- the lowest level from which no model keeps a polysemantic neuron (:func:`vanishing_level`).
+- the lowest level from which no model keeps a polysemantic neuron (:func:`vanishing_level`), a
+  description of one sample that grows easier to reach with fewer models; and the level where the
+  mean count falls to a fixed fraction of its level-0 value, with a bootstrap interval over the
+  models (:func:`falling_level`), which does not.
 
 The experiment file holds what its run measures (``restricted_birthday``,
 ``shared_pairs_by_cooccurrence``, ``level_rows``); they are importable from here as well. The
@@ -51,6 +54,7 @@ __all__ = [
     "pair_weight",
     "balance_level",
     "vanishing_level",
+    "falling_level",
 ]
 
 
@@ -138,3 +142,71 @@ def vanishing_level(rows: Sequence[dict]) -> float | None:
             break
         found = r["level"]
     return found
+
+
+def _crossing(levels: np.ndarray, ratio: np.ndarray, fraction: float) -> float:
+    """First level where ``ratio`` falls below ``fraction``, interpolated linearly in ``log q``.
+
+    Between the last level above and the first below, ``log q`` is interpolated linearly in the
+    ratio; where the first level below follows level 0 (no logarithm) it is returned itself.
+    ``inf`` when the ratio never falls below ``fraction``.
+    """
+    below = np.nonzero(ratio < fraction)[0]
+    if below.size == 0:
+        return float("inf")
+    j = int(below[0])
+    if j == 0 or levels[j - 1] <= 0:
+        return float(levels[j])
+    r0, r1 = ratio[j - 1], ratio[j]
+    t = (r0 - fraction) / (r0 - r1)
+    return float(np.exp(np.log(levels[j - 1]) + t * (np.log(levels[j]) - np.log(levels[j - 1]))))
+
+
+def falling_level(levels: Sequence[float], counts, fraction: float = 0.1, boot: int = 4000, seed: int = 0,
+                  level: float = 0.95) -> dict[str, float]:
+    """The co-occurrence level where the mean count falls below ``fraction`` of its level-0 mean.
+
+    ``counts`` is ``(levels, instances)``, the same instances (initial weights) at every level, the
+    first level 0. The crossing is interpolated between the grid's levels in ``log q``. Its
+    uncertainty comes from resampling the instances (the same draw at every level, so the
+    comparison stays paired); a sample that never falls below the fraction gives ``inf``. Unlike
+    "no model keeps a polysemantic neuron", the criterion does not get easier to meet with fewer
+    models: fewer models only widen the interval.
+
+    Returns
+    -------
+    dict
+        ``level`` (the crossing), ``lo`` and ``hi`` (the central ``level`` of the bootstrap
+        crossings), ``grid`` (the first level of the grid whose mean is below the fraction, or
+        ``inf``) and ``fraction``.
+
+    Introduced in the book: :ref:`uniform-cooccurrence` (chapter cooccurrence).
+
+    Examples
+    --------
+    >>> r = falling_level([0.0, 0.01, 0.02, 0.04], [[4, 4], [2, 2], [0.8, 0.8], [0, 0]], fraction=0.1)
+    >>> round(r["level"], 4), r["grid"]
+    (0.0283, 0.04)
+    """
+    q = np.asarray(levels, dtype=float)
+    c = np.asarray(counts, dtype=float)
+    if c.ndim != 2 or c.shape[0] != q.size or c.shape[1] < 2:
+        raise ValueError(f"counts must have shape (len(levels) = {q.size}, instances >= 2), got {c.shape}")
+    if q[0] != 0 or np.any(np.diff(q) <= 0):
+        raise ValueError(f"levels must start at 0 and increase, got {q.tolist()}")
+    check.number("fraction", fraction, 0.0, maximum=1.0, strict=True)
+    means = c.mean(axis=1)
+    if means[0] <= 0:
+        raise ValueError("the level-0 mean count must be above 0 for a fraction of it")
+    point = _crossing(q, means / means[0], fraction)
+    below = np.nonzero(means / means[0] < fraction)[0]
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, c.shape[1], size=(boot, c.shape[1]))
+    crossings = []
+    for row in idx:
+        m = c[:, row].mean(axis=1)
+        crossings.append(_crossing(q, m / m[0], fraction) if m[0] > 0 else float("inf"))
+    a = (1 - level) / 2
+    lo, hi = np.quantile(np.asarray(crossings), [a, 1 - a], method="inverted_cdf")  # no interpolation: may be inf
+    return {"level": point, "lo": float(lo), "hi": float(hi),
+            "grid": float(q[below[0]]) if below.size else float("inf"), "fraction": fraction}

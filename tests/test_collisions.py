@@ -321,3 +321,33 @@ def test_birthday_explorer_builds_without_drawing():
     widget = cv.birthday_explorer(16, 32, trials=50)
     assert widget is not None
     assert plt.get_fignums() == before  # nothing is drawn until the button is pressed
+
+
+def test_sweep_stores_the_one_hot_share_of_every_instance():
+    cfg = co.sweep_config("book", TINY)
+    res = co.sweep_record(cfg, co.train_sweep(cfg, device="cpu"))
+    assert [len(v) for v in res["one_hot"]] == [3, 3] and all(0 <= v <= 1 for w in res["one_hot"] for v in w)
+    rows = co.law_rows(res)
+    assert all(r["one_hot"] == pytest.approx(float(np.mean(w))) for r, w in zip(rows, res["one_hot"]))
+
+
+def test_a_record_without_one_hot_shares_leaves_the_finish_unknown():
+    rows = co.law_rows(_synthetic_record())
+    assert all(r["one_hot"] is None for r in rows)
+
+
+def test_exact_curve_slope_is_the_fit_of_the_exact_expectation():
+    ms = [64, 128, 256, 512]
+    ys = np.log([pb.expected_polysemantic_exact(64, m) for m in ms])
+    assert co.exact_curve_slope(64, ms) == pytest.approx(np.polyfit(np.log(ms), ys, 1)[0])
+    assert -1 < co.exact_curve_slope(64, ms) < co.exact_curve_slope(64, ms[1:]) + 0.1  # shallower than -1
+    assert co.exact_curve_slope(32, [4096, 8192]) == pytest.approx(-1, abs=0.01)  # n/m small: n^2/(4m)
+    with pytest.raises(ValueError, match="at least two widths"):
+        co.exact_curve_slope(64, [64])
+
+
+def test_expected_slope_se_falls_like_one_over_the_root_of_the_seeds():
+    a = co.expected_slope_se(64, [128, 256, 512], 16)
+    b = co.expected_slope_se(64, [128, 256, 512], 64)
+    assert b == pytest.approx(a / 2)
+    assert 0.05 < a < 0.5

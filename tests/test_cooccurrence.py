@@ -141,6 +141,8 @@ def test_input_weights_refuse_bad_values(kwargs, needle):
     (dict(optimizer="adam"), "optimizer must be"),
     (dict(optimizer="sgd", weight_decay=0.01), "weight_decay must be 0 with optimizer 'sgd'"),
     (dict(seed=-1), "seed must be"),
+    (dict(fresh_instances=-1), "fresh_instances must be"),
+    (dict(fresh_seed=0), "fresh_seed must be a seed other than seed = 0"),
 ])
 def test_config_refuses_bad_values(change, needle):
     with pytest.raises(ValueError, match=needle):
@@ -157,14 +159,15 @@ def test_train_inputs_refuses_mismatched_shapes():
 
 def test_experiment_contract_and_replay(tmp_path):
     rec = run_experiment("cooccurrence", "book", {"n": 8, "m": 16, "instances": 2, "steps": 300,
-                                                    "levels": (0.0, 0.01, 0.1), "groups": (2,)},
+                                                    "levels": (0.0, 0.01, 0.1), "groups": (2,), "fresh_instances": 3},
                          device="cpu", out=tmp_path, progress=False)
     res = load_result(tmp_path)["results"]
+    assert res["fresh"]["seed"] == 5000 and len(res["fresh"]["polysemantic"]) == 3 and len(res["fresh"]["one_hot"]) == 3
     assert res["level"][0] == 0 and len(res["polysemantic"]) == 3
     assert all(len(c) == 2 for c in res["polysemantic"])
     assert res["structured"][0]["groups"] == 2
-    replay = cc.replay_cooccurrence(rec, settings=(0, 2), instances=2)
-    assert replay["replayed"] == replay["stored"]
+    replay = cc.replay_cooccurrence(rec, settings=(0, 2), instances=2, fresh=2)
+    assert replay["replayed"] == replay["stored"] and replay["fresh_replayed"] == replay["fresh_stored"]
     rows = cc.level_rows(rec)
     assert [r["level"] for r in rows] == [0.0, 0.01, 0.1] and rows[0]["drop"] == 0.0
 
@@ -172,9 +175,58 @@ def test_experiment_contract_and_replay(tmp_path):
 @pytest.mark.skipif(not STORED.exists(), reason="the stored book-scale run has not been made")
 def test_stored_result_matches_a_replayed_slice():
     record = load_result(STORED)
-    replay = cc.replay_cooccurrence(record, settings=(0, 4), instances=2)
+    replay = cc.replay_cooccurrence(record, settings=(0, 4), instances=2, fresh=2)
     # the same initial weights and the same CPU program give the same counts, to the last model
     assert replay["replayed"] == replay["stored"]
+    assert replay["fresh_replayed"] == replay["fresh_stored"]
+
+
+def test_fresh_seed_models_are_an_independent_draw_trained_on_the_level_zero_loss():
+    cfg = cc.CoocConfig(n=8, m=16, instances=2, steps=200, levels=(0.0, 0.1), groups=(), fresh_instances=2)
+    # a different draw of initial weights from the paired models'
+    assert not torch.equal(pb.init_weights(2, 8, 16, seed=cfg.fresh_seed), pb.init_weights(2, 8, 16, seed=cfg.seed))
+    # the singletons alone give the very same training as level 0 with its (zero-weight) pairs
+    X, w = cc.input_weights(8, 0.0)
+    W0 = pb.init_weights(2, 8, 16, seed=cfg.fresh_seed)
+    full = cc.train_inputs(W0, X, w, steps=200)
+    alone = cx._fresh_level_zero(cfg, 2, "cpu")
+    assert torch.equal(full.W, alone.W)
+
+
+def test_replay_of_fresh_models_needs_them_stored():
+    rec = {"experiment": "cooccurrence", "config": {"n": 8, "m": 16, "instances": 2, "steps": 5, "levels": [0.0],
+                                                     "groups": [], "fresh_instances": 0},
+           "results": {"polysemantic": [[0, 0]]}}
+    with pytest.raises(ValueError, match="no fresh-seed models"):
+        cc.replay_cooccurrence(rec, fresh=1)
+
+
+def test_falling_level_interpolates_and_widens_with_fewer_models():
+    levels = [0.0, 0.01, 0.02, 0.04]
+    counts = [[4, 4, 4, 4], [2, 2, 2, 2], [0.8, 0.8, 0.8, 0.8], [0, 0, 0, 0]]
+    r = cc.falling_level(levels, counts, fraction=0.1)
+    # ratio 0.2 at 0.02 and 0 at 0.04: a tenth is halfway, in log q
+    assert r["level"] == pytest.approx(math.sqrt(0.02 * 0.04)) and r["grid"] == 0.04
+    assert r["lo"] == r["hi"] == pytest.approx(r["level"])  # identical models: no spread
+    never = cc.falling_level([0.0, 0.01], [[2, 2], [1, 1]], fraction=0.1)
+    assert never["level"] == math.inf and never["grid"] == math.inf
+    first = cc.falling_level([0.0, 0.01], [[2, 2], [0, 0]], fraction=0.1)
+    assert first["level"] == 0.01  # no log below the first non-zero level: the level itself
+    rng = torch.Generator().manual_seed(0)
+    many = torch.poisson(torch.tensor([3.0, 1.5, 0.6, 0.1]).repeat(64, 1).T, generator=rng).tolist()
+    wide = cc.falling_level([0.0, 0.01, 0.02, 0.04], [c[:8] for c in many], fraction=0.25)
+    narrow = cc.falling_level([0.0, 0.01, 0.02, 0.04], many, fraction=0.25)
+    assert narrow["hi"] - narrow["lo"] < wide["hi"] - wide["lo"]  # fewer models: a wider interval, not an easier pass
+
+
+@pytest.mark.parametrize("levels,counts,needle", [
+    ([0.01, 0.02], [[1, 1], [0, 0]], "levels must start at 0"),
+    ([0.0, 0.01], [[1, 1]], "counts must have shape"),
+    ([0.0, 0.01], [[0, 0], [0, 0]], "level-0 mean count must be above 0"),
+])
+def test_falling_level_refuses_bad_input(levels, counts, needle):
+    with pytest.raises(ValueError, match=needle):
+        cc.falling_level(levels, counts)
 
 
 def test_config_accepts_no_groupings_and_sgd_without_decay():
@@ -214,6 +266,11 @@ def test_plot_levels_draws_the_counts():
     fig, ax = plt.subplots()
     cv.plot_levels(ax, rows, q_l1=0.0155, exact=2.1)
     assert ax.get_xscale() == "symlog" and len(ax.lines) >= 3
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    fall = cc.falling_level([0.0, 0.01, 0.1], [[2, 2], [1, 1], [0, 0]], fraction=0.1)
+    cv.plot_levels(ax, rows, fall=fall)
+    assert len(ax.patches) == 1 and len(ax.lines) >= 2  # the interval shaded, the level drawn
     plt.close(fig)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..metrics import polysemantic_neurons, polysemantic_neurons_by_mass, polysemantic_sign_pattern
+from ..metrics import one_hot_share, polysemantic_neurons, polysemantic_neurons_by_mass, polysemantic_sign_pattern
 from ..models import init_weights
 from ..sweep import train_widths
 from ..theory import expected_polysemantic_exact, predicted_polysemantic
@@ -97,9 +97,11 @@ def run_collisions(cfg: CollisionsConfig, device: torch.device, progress: bool =
     return assemble_collisions(cfg, [pieces.get(f"m={m}") for m in cfg.m])
 
 
-#: The per-width lists of a collisions record, in the order they are stored.
+#: The per-width lists of a collisions record, in the order they are stored. ``one_hot`` (the share
+#: of one-hot encodings per instance: has training finished?) is absent from records made before it
+#: was stored.
 COLLISION_FIELDS = ("polysemantic", "polysemantic_by_mass", "mixed_sign", "same_sign", "predicted",
-                    "predicted_exact", "final_loss")
+                    "predicted_exact", "final_loss", "one_hot")
 
 
 def summarise_width(n: int, m: int, res: TrainResult) -> dict:
@@ -113,12 +115,17 @@ def summarise_width(n: int, m: int, res: TrainResult) -> dict:
         "predicted": predicted_polysemantic(n, m),
         "predicted_exact": expected_polysemantic_exact(n, m),
         "final_loss": round(float(res.losses[-1].mean()), 6),
+        "one_hot": [round(float(v), 6) for v in one_hot_share(res.W)],
     }
 
 
 def assemble_collisions(cfg: CollisionsConfig, widths: Sequence[dict]) -> dict:
-    """The ``results`` of the collisions experiment from its per-width summaries."""
-    return {"n": cfg.n, "m": list(cfg.m), **{k: [w[k] for w in widths] for k in COLLISION_FIELDS}}
+    """The ``results`` of the collisions experiment from its per-width summaries.
+
+    A field missing from some width (``one_hot`` in pieces stored before it was kept) is left out.
+    """
+    return {"n": cfg.n, "m": list(cfg.m),
+            **{k: [w[k] for w in widths] for k in COLLISION_FIELDS if all(k in w for w in widths)}}
 
 
 def summarise_collisions(cfg: CollisionsConfig, runs: Iterable[TrainResult]) -> dict:
@@ -177,7 +184,9 @@ def law_rows(record: dict) -> list[dict]:
 
     Each row: ``m``, ``mean``, ``sem``, ``p16``, ``p84`` of the band-rule count, ``by_mass``
     (mean), ``mixed`` and ``same`` (mean sign split), ``predicted`` (``n^2/(4m)``), ``exact``
-    (the idealised expectation), ``ratio`` (mean / predicted) and ``ratio_exact``.
+    (the idealised expectation), ``ratio`` (mean / predicted), ``ratio_exact`` and ``one_hot``
+    (the mean share of one-hot encodings, ``None`` where the record did not store it: then whether
+    that width finished training is unknown).
 
     Introduced in the book: :ref:`law-measured` (chapter collisions).
     """
@@ -195,6 +204,7 @@ def law_rows(record: dict) -> list[dict]:
             "same": float(np.mean(res["same_sign"][j])),
             "predicted": pred, "exact": exact,
             "ratio": float(stats["mean"][j]) / pred, "ratio_exact": float(stats["mean"][j]) / exact,
+            "one_hot": float(np.mean(res["one_hot"][j])) if "one_hot" in res else None,
         })
     return rows
 

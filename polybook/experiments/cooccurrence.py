@@ -380,6 +380,13 @@ class CoocConfig(ExperimentConfig):
 
     The comparisons between levels are therefore paired: a level changes only the data.
 
+    The levels double from ``0.001`` and are spaced by ``sqrt(2)`` from ``0.002`` to ``0.032``,
+    around the scale ``q_lambda = l1 (n - 1)/2`` (``0.0155`` here), where the count falls.
+
+    Besides, ``fresh_instances`` models from their own initial weights (seed ``fresh_seed``, a draw
+    independent of ``seed``'s) are trained at level 0 alone: a second, independent measurement of
+    the paper's setting at this ``(n, m)``. ``0`` leaves them out.
+
     Introduced in the book: :ref:`sharing-cost` (chapter cooccurrence).
     """
 
@@ -391,11 +398,13 @@ class CoocConfig(ExperimentConfig):
     l1: float = 1e-3
     optimizer: str = "adamw"
     weight_decay: float = 0.0
-    levels: tuple[float, ...] = param((0.0, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128),
-                                      maximum=1.0, unique=True)
+    levels: tuple[float, ...] = param((0.0, 0.001, 0.002, 0.0028, 0.004, 0.0057, 0.008, 0.0113, 0.016, 0.0226,
+                                       0.032, 0.064, 0.128), maximum=1.0, unique=True)
     groups: tuple[int, ...] = param((2, 4), minimum=2, empty=True, unique=True)
     structured_level: float = param(0.128, maximum=1.0)
     seed: int = 0
+    fresh_instances: int = param(96, minimum=0)
+    fresh_seed: int = param(5000, minimum=0)
 
     def check(self) -> None:
         """The first level is 0; each grouping has blocks of at least two features dividing ``n``;
@@ -409,6 +418,8 @@ class CoocConfig(ExperimentConfig):
                     check.fail("groups", g, f"a divisor of n = {self.n}")
         if self.optimizer == "sgd" and self.weight_decay:
             check.fail("weight_decay", self.weight_decay, "0 with optimizer 'sgd' (plain gradient descent)")
+        if self.fresh_instances and self.fresh_seed == self.seed:
+            check.fail("fresh_seed", self.fresh_seed, f"a seed other than seed = {self.seed} (an independent draw)")
 
     def weights(self) -> torch.Tensor:
         """Input weights of every setting, ``(levels + groups, R)``: the levels first, then the groups."""
@@ -426,7 +437,8 @@ class CoocConfig(ExperimentConfig):
         """Floating-point operations: two ``R x n x n`` products and two Gram-sized ones per instance and step."""
         B = self.instances * (len(self.levels) + len(self.groups))
         R = self.n + self.n * (self.n - 1) // 2
-        return float(B * self.steps * (4 * R * self.n**2 + 4 * self.n**2 * self.m))
+        fresh = self.fresh_instances * (4 * self.n**3 + 4 * self.n**2 * self.m)  # singletons only
+        return float(self.steps * (B * (4 * R * self.n**2 + 4 * self.n**2 * self.m) + fresh))
 
 
 def _setting_summary(W: torch.Tensor, losses: torch.Tensor, X: torch.Tensor, weight: torch.Tensor) -> dict:
@@ -478,15 +490,39 @@ def run_cooccurrence(cfg: CoocConfig, device: torch.device, progress: bool = Tru
                                   "predicted_first_order": sim["first_order"]})
     out["predicted"] = predicted_polysemantic(cfg.n, cfg.m)
     out["predicted_exact"] = round(expected_polysemantic_exact(cfg.n, cfg.m), 6)
+    if cfg.fresh_instances:
+        out["fresh"] = _fresh_summary(cfg, device, progress)
     return out
 
 
-def replay_cooccurrence(record: dict, settings: Sequence[int] = (0,), instances: int = 2, device: str = "cpu") -> dict:
+def _fresh_level_zero(cfg: CoocConfig, instances: int, device: str, progress: bool = False) -> InputsRun:
+    """Train the first ``instances`` fresh-seed models at level 0: the ``n`` singletons, each of weight 1.
+
+    At level 0 every pair input has weight 0 (:func:`input_weights`), so the loss on the singletons
+    alone is the same loss; leaving the pairs out makes these runs about four times cheaper.
+    """
+    W0 = init_weights(cfg.fresh_instances, cfg.n, cfg.m, seed=cfg.fresh_seed)[:instances]
+    return train_inputs(W0, torch.eye(cfg.n), torch.ones(cfg.n), steps=cfg.steps, lr=cfg.lr, l1=cfg.l1,
+                        optimizer=cfg.optimizer, weight_decay=cfg.weight_decay, seed=cfg.fresh_seed,
+                        device=device, progress=progress, desc="cooccurrence fresh seeds")
+
+
+def _fresh_summary(cfg: CoocConfig, device: torch.device, progress: bool) -> dict:
+    """The fresh-seed models at level 0: counts, one-hot share and loss per instance."""
+    run = _fresh_level_zero(cfg, cfg.fresh_instances, str(device), progress)
+    return {"seed": cfg.fresh_seed, "polysemantic": polysemantic_neurons(run.W).tolist(),
+            "one_hot": [round(float(v), 6) for v in one_hot_share(run.W)],
+            "loss": [round(float(v), 6) for v in run.losses[-1]]}
+
+
+def replay_cooccurrence(record: dict, settings: Sequence[int] = (0,), instances: int = 2, device: str = "cpu",
+                        fresh: int = 0) -> dict:
     """Re-train a cheap slice of a stored ``cooccurrence`` record and return both sets of counts.
 
     The slice is the first ``instances`` instances of the levels numbered ``settings``, trained from
     the very same initial weights (the stored run's draw, sliced). Returns ``{"stored": [...],
-    "replayed": [...]}``, one list of band-rule counts per level.
+    "replayed": [...]}``, one list of band-rule counts per level; with ``fresh`` above 0 also
+    ``fresh_stored`` and ``fresh_replayed``, the counts of the first ``fresh`` fresh-seed models.
     """
     if record.get("experiment") != "cooccurrence":
         raise ValueError(f"record must be a cooccurrence result, got {record.get('experiment')!r}")
@@ -499,7 +535,13 @@ def replay_cooccurrence(record: dict, settings: Sequence[int] = (0,), instances:
                        steps=cfg.steps, lr=cfg.lr, l1=cfg.l1, optimizer=cfg.optimizer,
                        weight_decay=cfg.weight_decay, seed=cfg.seed, device=device)
     counts = polysemantic_neurons(run.W).view(len(settings), instances).tolist()
-    return {"stored": [record["results"]["polysemantic"][s][:instances] for s in settings], "replayed": counts}
+    out = {"stored": [record["results"]["polysemantic"][s][:instances] for s in settings], "replayed": counts}
+    if fresh:
+        if "fresh" not in record["results"]:
+            raise ValueError("the record holds no fresh-seed models to replay (fresh_instances was 0)")
+        out["fresh_stored"] = record["results"]["fresh"]["polysemantic"][:fresh]
+        out["fresh_replayed"] = polysemantic_neurons(_fresh_level_zero(cfg, fresh, device).W).tolist()
+    return out
 
 
 def level_rows(record: dict) -> list[dict]:

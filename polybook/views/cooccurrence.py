@@ -20,12 +20,14 @@ __all__ = ["plot_levels", "explorer_figure", "explorer"]
 
 
 def plot_levels(ax, rows: Sequence[dict], q_l1: float | None = None, exact: float | None = None,
-                label: str = "trained") -> None:
+                label: str = "trained", fall: dict | None = None) -> None:
     """Mean polysemantic count (with standard error) against the co-occurrence level.
 
     Level 0 sits at the left edge of a symmetric-log axis (linear below the smallest positive
     level, logarithmic above). ``q_l1`` draws :func:`~polybook.cooccurrence.balance_level`,
-    ``exact`` the level-0 expectation of the birthday argument.
+    ``exact`` the level-0 expectation of the birthday argument, ``fall`` (what
+    :func:`~polybook.cooccurrence.falling_level` returns) the level where the mean count falls to
+    its fraction of the level-0 mean, with its interval shaded.
 
     Introduced in the book: :ref:`uniform-cooccurrence` (chapter cooccurrence).
     """
@@ -37,6 +39,11 @@ def plot_levels(ax, rows: Sequence[dict], q_l1: float | None = None, exact: floa
         ax.axhline(exact, color=PALETTE["theory_alt"], ls="-.", lw=1.4, label="birthday expectation at $q = 0$")
     if q_l1 is not None:
         ax.axvline(q_l1, color=PALETTE["theory"], ls=":", lw=1.4, label="$q_\\lambda$: pair weight $= \\lambda$")
+    if fall is not None and np.isfinite(fall["level"]):
+        hi = fall["hi"] if np.isfinite(fall["hi"]) else q.max()
+        ax.axvspan(fall["lo"], hi, color=PALETTE["measured"], alpha=0.15, lw=0,
+                   label=f"mean down to {fall['fraction']:g} of $q = 0$: 95% interval")
+        ax.axvline(fall["level"], color=PALETTE["measured"], ls="--", lw=1)
     ax.set_xscale("symlog", linthresh=pos.min() if pos.size else 1e-3, linscale=0.5)
     ax.set_xlim(-pos.min() * 0.2 if pos.size else -1e-4, q.max() * 1.5)
     ax.set_xlabel("co-occurrence level $q$: share of inputs that are pairs (log scale above 0)")

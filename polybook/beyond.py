@@ -24,6 +24,10 @@ expected loss is the full one. ``VARIANTS`` lists them; every variant starts fro
 
 Polysemantic neurons are counted with the book's band rule on the hidden activation of each basis
 input, ``h_i = act_h(c_i)`` (``(instances, n, m)``): for the tied linear model this is ``W`` itself.
+A variant counts only once it has *finished* by the book's rule (``FINISHED``: a mean share of
+one-hot hidden codes of at least 0.95, one activation above ``ONE_HOT_TOL`` = 0.1); the stored run
+trains each variant in rounds of ``steps`` until it has, up to ``max_steps``
+(``train_until_finished`` in that module), and reports the rest as unfinished.
 
 **Sparse autoencoders** (:class:`polybook.experiments.sae.SAEConfig`, experiment ``sae``). Ground truth: ``features`` unit
 directions (the dictionary, ``(features, d)``); a sample is ``x = s @ dictionary`` with sparse
@@ -35,12 +39,18 @@ nonnegative coefficients ``s`` (each feature active with probability ``p``, then
 **The SAE response rule** (:func:`polybook.experiments.sae.sae_responses`): latent ``a`` *responds* to feature ``f`` when its
 activation on the dictionary vector of ``f`` alone is at least ``rel`` (1/2) of its largest
 activation over all features and at least ``floor`` (0.1) in absolute terms. A latent responding to
-two or more features is *mixed* (polysemantic).
+two or more features is *mixed* (polysemantic). A mixed latent is *recurring* when an SAE of another
+seed mixes one of its feature pairs too (the data decided it), *accidental* otherwise
+(:func:`polybook.experiments.sae.classify_mixed`). An SAE has *recovered* the features, its finish
+rule, when at least ``RECOVERED`` (90%) of them have a decoder column with cosine at least
+``RECOVERY_COS`` (0.9) (:func:`polybook.experiments.sae.recovery`).
 """
 
 from __future__ import annotations
 
 from .experiments.architectures import (
+    FINISHED,
+    ONE_HOT_TOL,
     VARIANTS,
     ArchConfig,
     arch_loss,
@@ -48,17 +58,22 @@ from .experiments.architectures import (
     hidden_codes,
     init_params,
     replay_architectures,
+    train_until_finished,
     run_architectures,
     train_variant,
 )
 from .experiments.sae import (
+    RECOVERED,
+    RECOVERY_COS,
     SAEConfig,
+    classify_mixed,
     encode,
     make_dictionary,
     mixed_latents,
     mixed_pairs,
     pair_overlap,
     pair_overlap_per_sae,
+    recovery,
     replay_sae,
     run_sae,
     sae_responses,

@@ -104,6 +104,40 @@ def test_architectures_experiment_contract_and_replay(tmp_path):
     assert rows[0]["diff"] == 0.0 and rows[0]["variant"] == "tied_relu"
 
 
+def test_training_until_finished_stops_at_the_rule_and_replays_with_the_steps_it_took():
+    W0 = pb.init_weights(2, 6, 24, seed=5)
+    p, loss, done = bb.train_until_finished("tied_relu", W0, steps=200, max_steps=4000, lr=0.01, l1=0.01, batch=3)
+    assert done < 4000 and done % 200 == 0  # it stopped at the end of a round, before the budget
+    assert float(architectures.finished_share("tied_relu", p).mean()) >= bb.FINISHED
+    again, _ = bb.train_variant("tied_relu", W0, steps=done, lr=0.01, l1=0.01, batch=3)
+    assert torch.equal(again["W"], p["W"])  # rounds train exactly as one run of the same length
+    _, _, capped = bb.train_until_finished("minibatch", W0, steps=5, max_steps=12, lr=1e-4, batch=3)
+    assert capped == 12  # an unfinished variant stops at max_steps (the last round shortened)
+
+
+def test_arch_rows_mark_unfinished_variants():
+    res = {"variants": ["tied_relu", "minibatch"], "predicted_exact": 1.0, "per_variant": {
+        v: {"polysemantic": [1, 2], "by_mass": [1, 2], "same_sign": [0, 0], "loss": [0.0, 0.0],
+            "top_weight": [1.0, 1.0], "one_hot": oh, "steps": 10} for v, oh in (("tied_relu", [1.0, 0.96]), ("minibatch", [0.6, 0.7]))}}
+    rows = bb.arch_rows(res)
+    assert [r["finished"] for r in rows] == [True, False] and rows[1]["one_hot"] == pytest.approx(0.65)
+
+
+def test_stored_results_are_draws_of_their_own():
+    """Runs used as independent evidence must not share initial weights: each stored experiment of this
+    chapter has its own seed base, apart from the co-occurrence models of the same n and m."""
+    seeds = {}
+    for name in ("architectures", "sae", "cooccurrence"):
+        path = RESULTS / name / "result.json"
+        if path.exists():
+            seeds[name] = load_result(path)["config"]["seed"]
+    if "architectures" in seeds:
+        assert seeds["architectures"] == bb.ArchConfig().seed == 2000
+        assert seeds["architectures"] != seeds.get("cooccurrence")
+    if "sae" in seeds:
+        assert seeds["sae"] == bb.SAEConfig().seed == 3000
+
+
 def test_stored_architectures_result_matches_a_replayed_slice():
     path = RESULTS / "architectures" / "result.json"
     if not path.exists():
@@ -145,6 +179,21 @@ def test_an_sae_recovers_orthogonal_features_without_mixing():
     resp = bb.sae_responses(p, D)
     assert bb.mixed_latents(resp).tolist() == [0, 0]
     assert (resp.sum(dim=2) == 0).sum(-1).tolist() == [0, 0]  # every feature has a latent
+
+
+def test_recovery_is_the_best_cosine_of_a_feature_with_a_decoder_column():
+    p = {"Wd": torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])}  # (seeds, d, width); a column of norm 2 is normalised
+    rec = bb.recovery(p, torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]]))
+    assert rec[0].tolist() == pytest.approx([1.0, 1.0, 0.8])
+
+
+def test_mixed_latents_recur_when_another_seed_mixes_one_of_their_pairs():
+    r = torch.zeros(3, 4, 3, dtype=torch.bool)  # (seeds, features, width)
+    r[0, [0, 1], 0] = True  # SAE 0: latent 0 mixes (0, 1); latent 1 mixes (2, 3)
+    r[0, [2, 3], 1] = True
+    r[1, [0, 1, 2], 0] = True  # SAE 1: latent 0 mixes (0, 1), (0, 2), (1, 2)
+    r[2, 3, 2] = True  # SAE 2: no mixed latent
+    assert bb.classify_mixed(r) == ([1, 1, 0], [1, 0, 0])
 
 
 def test_too_narrow_an_sae_must_mix():

@@ -9,7 +9,10 @@ The setting is the one of ``collisions`` (``n`` features, ``m`` neurons, basis i
 with ``D = W`` (tied; ``D = W U`` for ``second_layer``) or a separate decoder ``D`` (``untied``),
 ``act_h`` the identity or a ReLU, ``act_o`` a ReLU or a GELU and ``b`` an output bias (zero unless
 ``biases``). ``VARIANTS`` lists the changes; every variant starts from the same ``W`` (the
-untied decoder from a second draw, ``U`` at the identity), so comparisons are paired. The
+untied decoder from a second draw, ``U`` at the identity), so comparisons are paired. Each variant
+trains until it has *finished* by the book's rule (:data:`FINISHED`: at least that share of one-hot
+encodings, one weight above :data:`ONE_HOT_TOL`, averaged over the models), in rounds of ``steps``
+up to ``max_steps``; a variant still short of it then is stored as unfinished. The
 chapter's account of the variants is :mod:`polybook.beyond`; this file holds the models, their
 training loop, the experiment's config, run, replay and table rows.
 """
@@ -27,14 +30,23 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import _validate as check
-from ..metrics import polysemantic_neurons, polysemantic_neurons_by_mass, polysemantic_sign_pattern
+from ..metrics import one_hot_share, polysemantic_neurons, polysemantic_neurons_by_mass, polysemantic_sign_pattern
 from ..models import init_weights
 from ..theory import expected_polysemantic_exact, predicted_polysemantic
 from ..train import make_optimizer, one_cpu_thread, run_steps, seeded_generator
 from .config import ExperimentConfig, param
 from .registry import Experiment
 
-__all__ = ["ArchConfig", "arch_loss", "arch_rows", "hidden_codes", "train_variant"]
+__all__ = ["FINISHED", "ONE_HOT_TOL", "ArchConfig", "arch_loss", "arch_rows"]
+
+#: The book's finish rule (the one of chapter prevention): a variant has finished training when its
+#: models' mean share of one-hot encodings (:func:`polybook.metrics.one_hot_share` with tolerance
+#: :data:`ONE_HOT_TOL`, on the hidden codes) is at least this. An unfinished variant is never evidence.
+#: Introduced in the book: :doc:`/book/beyond` (chapter beyond).
+FINISHED = 0.95
+#: A hidden activation above this (in magnitude) counts against an encoding being one-hot.
+#: Introduced in the book: :doc:`/book/beyond` (chapter beyond).
+ONE_HOT_TOL = 0.1
 
 
 #: The architecture variants, each one change from the paper's tied ReLU autoencoder.
@@ -60,23 +72,25 @@ class ArchConfig(ExperimentConfig):
     m: int = 128
     instances: int = param(16, minimum=2)
     steps: int = 7500
+    max_steps: int = 90000
     lr: float = 1e-3
     l1: float = 1e-3
     batch: int = 8
     variants: tuple[str, ...] = param(tuple(VARIANTS), choices=tuple(VARIANTS), unique=True)
-    seed: int = 0
+    seed: int = 2000
 
     def check(self) -> None:
-        """A minibatch holds at most ``n`` basis inputs."""
+        """A minibatch holds at most ``n`` basis inputs; ``max_steps`` is at least ``steps``."""
         check.integer("batch", self.batch, maximum=self.n)
+        check.integer("max_steps", self.max_steps, minimum=self.steps)
 
     def peak_bytes(self, device: torch.device) -> int:
         """Estimated peak memory of one variant: weights, gradients, optimiser state and products (float32)."""
         return 4 * self.instances * (16 * self.n * self.m + 4 * self.m**2 + 8 * self.n**2)
 
     def flops(self) -> float:
-        """Rough floating-point operations: about 12 n^2 m per instance, step and variant."""
-        return float(12 * self.n**2 * self.m * self.instances * self.steps * len(self.variants))
+        """Rough floating-point operations: about 12 n^2 m per instance, step and variant (at ``max_steps``)."""
+        return float(12 * self.n**2 * self.m * self.instances * self.max_steps * len(self.variants))
 
 
 def init_params(variant: str, W0: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -115,8 +129,6 @@ def hidden_codes(variant: str, p: dict[str, torch.Tensor]) -> torch.Tensor:
     >>> W = torch.tensor([[[1.0, -1.0]]])
     >>> hidden_codes("hidden_relu", {"W": W}).tolist()
     [[[1.0, 0.0]]]
-
-    Introduced in the book: :doc:`/book/beyond` (chapter beyond).
     """
     C, _ = _code_and_decoder(variant, p)
     return torch.relu(C) if variant == "hidden_relu" else C
@@ -153,21 +165,13 @@ def arch_loss(variant: str, p: dict[str, torch.Tensor], l1: float, rows: torch.T
     return err + l1 * C.abs().sum(dim=(-1, -2))
 
 
-def train_variant(variant: str, W0: torch.Tensor, *, steps: int, lr: float = 1e-3, l1: float = 1e-3,
-                  batch: int = 8, seed: int = 0) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Train ``variant`` from ``W0`` with AdamW (no weight decay, as :func:`polybook.train`), on one CPU thread.
+def _trainer(variant: str, W0: torch.Tensor, *, lr: float, l1: float, batch: int, seed: int):
+    """The parameters of ``variant`` from ``W0`` and a function ``advance(k)`` that trains them ``k`` more steps.
 
-    Returns the final parameters and the reconstruction loss per instance (full batch, no L1).
-    Raises :class:`polybook.train.Diverged` when the loss or a parameter becomes NaN or infinite.
-
-    >>> p, loss = train_variant("gelu", init_weights(2, 4, 8), steps=5, batch=2)
-    >>> tuple(p["W"].shape), tuple(loss.shape)
-    ((2, 4, 8), (2,))
-
-    Introduced in the book: :doc:`/book/beyond` (chapter beyond).
+    The optimiser state and the minibatch stream carry over between calls, so ``advance(a)`` then
+    ``advance(b)`` trains exactly as ``advance(a + b)``.
     """
     check.choice("variant", variant, VARIANTS)
-    check.integer("steps", steps)
     check.number("lr", lr, 0.0, strict=True)
     check.number("l1", l1)
     if W0.dim() != 3:
@@ -187,17 +191,73 @@ def train_variant(variant: str, W0: torch.Tensor, *, steps: int, lr: float = 1e-
         opt.step()
         return loss.detach()
 
-    run_steps(step, steps, device=cpu, watch=p.values, instances=W0.shape[0], autograd=True,
-              settings=types.SimpleNamespace(lr=lr, l1=l1), desc=f"architectures {variant}")
-    with torch.no_grad(), one_cpu_thread(cpu):
+    def advance(k: int) -> None:
+        run_steps(step, k, device=cpu, watch=p.values, instances=W0.shape[0], autograd=True,
+                  settings=types.SimpleNamespace(lr=lr, l1=l1), desc=f"architectures {variant}")
+
+    return p, advance
+
+
+def _final(variant: str, p: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    with torch.no_grad(), one_cpu_thread(torch.device("cpu")):
         final = arch_loss(variant, p, 0.0)
     return {k: v.detach() for k, v in p.items()}, final
 
 
-def _arch_summary(variant: str, p: dict[str, torch.Tensor], loss: torch.Tensor) -> dict:
+def train_variant(variant: str, W0: torch.Tensor, *, steps: int, lr: float = 1e-3, l1: float = 1e-3,
+                  batch: int = 8, seed: int = 0) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Train ``variant`` from ``W0`` with AdamW (no weight decay, as :func:`polybook.train`), on one CPU thread.
+
+    Returns the final parameters and the reconstruction loss per instance (full batch, no L1).
+    Raises :class:`polybook.train.Diverged` when the loss or a parameter becomes NaN or infinite.
+
+    >>> p, loss = train_variant("gelu", init_weights(2, 4, 8), steps=5, batch=2)
+    >>> tuple(p["W"].shape), tuple(loss.shape)
+    ((2, 4, 8), (2,))
+    """
+    check.integer("steps", steps)
+    p, advance = _trainer(variant, W0, lr=lr, l1=l1, batch=batch, seed=seed)
+    advance(steps)
+    return _final(variant, p)
+
+
+def finished_share(variant: str, p: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Share of one-hot hidden codes per model, ``(instances,)``: the quantity of the finish rule :data:`FINISHED`."""
+    return one_hot_share(hidden_codes(variant, p).detach(), tol=ONE_HOT_TOL)
+
+
+def train_until_finished(variant: str, W0: torch.Tensor, *, steps: int, max_steps: int, lr: float = 1e-3,
+                         l1: float = 1e-3, batch: int = 8,
+                         seed: int = 0) -> tuple[dict[str, torch.Tensor], torch.Tensor, int]:
+    """Train ``variant`` in rounds of ``steps`` until it has finished (:data:`FINISHED`) or ``max_steps`` have run.
+
+    Returns the parameters, the reconstruction loss per instance and the number of steps trained;
+    :func:`train_variant` with that many steps trains the same models.
+
+    >>> _, _, done = train_until_finished("tied_relu", init_weights(2, 4, 8), steps=5, max_steps=10, batch=2)
+    >>> done in (5, 10)
+    True
+    """
+    check.integer("steps", steps)
+    check.integer("max_steps", max_steps, minimum=steps)
+    p, advance = _trainer(variant, W0, lr=lr, l1=l1, batch=batch, seed=seed)
+    done = 0
+    while done < max_steps:
+        k = min(steps, max_steps - done)
+        advance(k)
+        done += k
+        if float(finished_share(variant, p).mean()) >= FINISHED:
+            break
+    params, final = _final(variant, p)
+    return params, final, done
+
+
+def _arch_summary(variant: str, p: dict[str, torch.Tensor], loss: torch.Tensor, steps: int) -> dict:
     H = hidden_codes(variant, p)
     signs = polysemantic_sign_pattern(H)
     out = {
+        "steps": steps,
+        "one_hot": [round(float(v), 4) for v in finished_share(variant, p)],
         "polysemantic": polysemantic_neurons(H).tolist(),
         "by_mass": polysemantic_neurons_by_mass(H).tolist(),
         "same_sign": signs[:, 1].tolist(),
@@ -214,15 +274,18 @@ def run_architectures(cfg: ArchConfig, device: torch.device, progress: bool = Tr
 
     ``results``: ``n``, ``m``, ``variants``, and per variant (in that order) lists over instances:
     ``polysemantic``, ``by_mass``, ``same_sign``, ``loss``, ``top_weight`` (the median over
-    features of each feature's largest hidden activation), ``decoder`` (``untied`` only: the band
-    rule on the decoder); and the predictions ``predicted`` (``n^2/(4m)``) and ``predicted_exact``.
+    features of each feature's largest hidden activation), ``one_hot`` (the share of one-hot hidden
+    codes, the finish rule's quantity), ``decoder`` (``untied`` only: the band
+    rule on the decoder), and ``steps`` (how many steps the variant trained: :func:`train_until_finished`
+    from ``steps`` up to ``max_steps``); and the predictions ``predicted`` (``n^2/(4m)``) and ``predicted_exact``.
     Every variant trains on the CPU (the models are tiny).
     """
     W0 = init_weights(cfg.instances, cfg.n, cfg.m, seed=cfg.seed)
     per = {}
     for v in tqdm(cfg.variants, desc="architectures", disable=not progress, file=sys.stderr, leave=False):
-        p, loss = train_variant(v, W0, steps=cfg.steps, lr=cfg.lr, l1=cfg.l1, batch=cfg.batch, seed=cfg.seed)
-        per[v] = _arch_summary(v, p, loss)
+        p, loss, done = train_until_finished(v, W0, steps=cfg.steps, max_steps=cfg.max_steps, lr=cfg.lr,
+                                             l1=cfg.l1, batch=cfg.batch, seed=cfg.seed)
+        per[v] = _arch_summary(v, p, loss, done)
     return {"n": cfg.n, "m": cfg.m, "variants": list(cfg.variants), "per_variant": per,
             "predicted": predicted_polysemantic(cfg.n, cfg.m),
             "predicted_exact": round(expected_polysemantic_exact(cfg.n, cfg.m), 6)}
@@ -238,13 +301,14 @@ def _stored_config(record: dict) -> ArchConfig:
 def replay_architectures(record: dict, variants: Sequence[str] = ("tied_relu",), instances: int = 2) -> dict:
     """Re-train the first ``instances`` instances of ``variants`` of a stored ``architectures`` record.
 
-    Returns ``{"stored": [...], "replayed": [...]}``, one list of band-rule counts per variant.
+    Each variant trains for the steps stored with it. Returns ``{"stored": [...], "replayed": [...]}``, one list of band-rule counts per variant.
     """
     cfg = _stored_config(record)
     W0 = init_weights(cfg.instances, cfg.n, cfg.m, seed=cfg.seed)[:instances]
     out: dict[str, list] = {"stored": [], "replayed": []}
     for v in variants:
-        p, _ = train_variant(v, W0, steps=cfg.steps, lr=cfg.lr, l1=cfg.l1, batch=cfg.batch, seed=cfg.seed)
+        steps = record["results"]["per_variant"][v].get("steps", cfg.steps)
+        p, _ = train_variant(v, W0, steps=steps, lr=cfg.lr, l1=cfg.l1, batch=cfg.batch, seed=cfg.seed)
         out["stored"].append(record["results"]["per_variant"][v]["polysemantic"][:instances])
         out["replayed"].append(polysemantic_neurons(hidden_codes(v, p)).tolist())
     return out
@@ -256,7 +320,9 @@ def arch_rows(record: dict) -> list[dict]:
     Keys: ``variant``, ``mean``, ``sem``, ``by_mass``, ``by_mass_sem``, ``same_sign``, ``loss``,
     ``top_weight``, ``diff`` and ``diff_sem`` (variant minus baseline, per instance, then mean and
     s.e.), ``z_exact`` (``(mean - exact) / sem``, with the s.e. floored at one count over the
-    number of instances), and ``decoder`` (mean, or ``None``).
+    number of instances), ``decoder`` (mean, or ``None``), ``one_hot`` (mean share of one-hot
+    codes, ``None`` in records without it), ``finished`` (the finish rule :data:`FINISHED` on it;
+    ``None`` without it) and ``steps`` (steps trained, ``None`` without it).
 
     Introduced in the book: :doc:`/book/beyond` (chapter beyond).
     """
@@ -278,6 +344,9 @@ def arch_rows(record: dict) -> list[dict]:
             "diff": float(d.mean()), "diff_sem": float(d.std(ddof=1) / math.sqrt(k)),
             "z_exact": float((c.mean() - res["predicted_exact"]) / max(sem, 1.0 / k)),
             "decoder": float(np.mean(r["decoder"])) if "decoder" in r else None,
+            "one_hot": float(np.mean(r["one_hot"])) if "one_hot" in r else None,
+            "finished": bool(np.mean(r["one_hot"]) >= FINISHED) if "one_hot" in r else None,
+            "steps": r.get("steps"),
         })
     return rows
 

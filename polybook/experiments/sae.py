@@ -3,7 +3,11 @@
 Ground truth: ``features`` unit directions (the dictionary, ``(features, d)``); a sample is
 ``x = s @ dictionary`` with sparse nonnegative coefficients ``s``. An SAE of width ``w`` encodes
 ``f = ReLU(W_e (x - b_d) + b_e)`` and decodes ``x_hat = W_d f + b_d`` with unit-norm decoder
-columns. A latent responding to two or more features (:func:`sae_responses`) is *mixed*. The
+columns. A latent responding to two or more features (:func:`sae_responses`) is *mixed*; a mixed
+latent is *recurring* when another SAE (another seed, same data) mixes one of its feature pairs too,
+and *accidental* otherwise (:func:`classify_mixed`). An SAE has *recovered* the features (its finish
+rule, :data:`RECOVERED`) when at least that share of features has a decoder column within
+:data:`RECOVERY_COS` of it (cosine). The
 chapter's account is :mod:`polybook.beyond`; this file holds the data, the SAEs and their training
 loop, the response rule, and the experiment's config, run, replay and table rows.
 """
@@ -25,7 +29,15 @@ from ..train import make_optimizer, run_steps, seeded_generator
 from .config import ExperimentConfig, param
 from .registry import Experiment
 
-__all__ = ["SAEConfig", "encode", "make_dictionary", "sae_responses", "sae_rows", "sample_data", "train_sae"]
+__all__ = ["RECOVERED", "RECOVERY_COS", "SAEConfig", "classify_mixed", "encode", "make_dictionary", "recovery",
+           "sae_responses", "sae_rows", "sample_data", "train_sae"]
+
+#: A feature is recovered by an SAE when some decoder column has cosine at least this with it.
+#: Introduced in the book: :doc:`/book/beyond` (chapter beyond).
+RECOVERY_COS = 0.9
+#: The SAE finish rule: an SAE has recovered the features when at least this share of them is recovered.
+#: Introduced in the book: :doc:`/book/beyond` (chapter beyond).
+RECOVERED = 0.9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +48,7 @@ class SAEConfig(ExperimentConfig):
     ``features[j] > d[j]`` puts the data in superposition). ``widths`` are multiples of the number
     of features (``0.5`` is half as many latents as features). Each width trains ``seeds`` SAEs side
     by side on the same data (seed ``seed``); SAE ``s`` starts from its own draw (seed ``seed + 100 + s``).
+    The seeds start at 3000, a base no other stored experiment uses.
 
     Introduced in the book: :doc:`/book/beyond` (chapter beyond).
     """
@@ -44,14 +57,14 @@ class SAEConfig(ExperimentConfig):
     d: tuple[int, ...] = param((64, 32), minimum=2)
     p: float = param(0.05, strict=True, maximum=1.0)
     samples: int = 8192
-    widths: tuple[float, ...] = param((0.5, 1.0, 2.0, 4.0, 8.0), minimum=0.0, strict=True, maximum=1024.0,
+    widths: tuple[float, ...] = param((0.5, 1.0, 2.0, 4.0), minimum=0.0, strict=True, maximum=1024.0,
                                       unique=True)
     seeds: int = param(8, minimum=2)
     steps: int = 3000
     batch: int = 256
     lr: float = 3e-3
-    sae_l1: float = 0.03
-    seed: int = 0
+    sae_l1: float = 0.1
+    seed: int = 3000
 
     def check(self) -> None:
         """One ``d`` per data set; every width at least one latent; a minibatch within the samples."""
@@ -252,6 +265,75 @@ def pair_overlap_per_sae(pairs: Sequence[set]) -> list[float | None]:
     return out
 
 
+def recovery(params: dict[str, torch.Tensor], dictionary: torch.Tensor) -> torch.Tensor:
+    """Per SAE and feature, the largest cosine of the feature's direction with a decoder column: ``(seeds, features)``.
+
+    Decoder columns are unit vectors (the training keeps them so) and so are the dictionary rows.
+
+    >>> p = {"Wd": torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])}  # (seeds, d, width): columns e1, e2
+    >>> recovery(p, torch.tensor([[1.0, 0.0], [0.6, 0.8]])).tolist()
+    [[1.0, 0.800000011920929]]
+
+    Introduced in the book: :doc:`/book/beyond` (chapter beyond).
+    """
+    Wd = params["Wd"] / params["Wd"].norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return (dictionary @ Wd).amax(dim=-1)
+
+
+def _latent_pairs(resp: torch.Tensor) -> list[list[set[tuple[int, int]]]]:
+    """Per SAE, one set of feature pairs per mixed latent (in latent order)."""
+    out = []
+    for r in resp:
+        lat = []
+        for a in torch.nonzero(r.sum(0) >= 2).flatten().tolist():
+            fs = torch.nonzero(r[:, a]).flatten().tolist()
+            lat.append({(f, g) for i, f in enumerate(fs) for g in fs[i + 1:]})
+        out.append(lat)
+    return out
+
+
+def _recurs(per_latent: list[list[set]]) -> list[list[bool]]:
+    """Per SAE and mixed latent: does another SAE mix one of its pairs?"""
+    union = [set().union(*lat) if lat else set() for lat in per_latent]
+    out = []
+    for i, lat in enumerate(per_latent):
+        others = set().union(*(u for j, u in enumerate(union) if j != i))
+        out.append([bool(q & others) for q in lat])
+    return out
+
+
+def classify_mixed(resp: torch.Tensor) -> tuple[list[int], list[int]]:
+    """Per SAE, the mixed latents that are *recurring* and those that are *accidental*: two lists of counts.
+
+    A mixed latent is recurring when at least one of its feature pairs is mixed by another SAE of
+    ``resp`` (another seed on the same data): the data decided it. It is accidental when none of its
+    pairs is mixed by any other SAE. ``resp`` is :func:`sae_responses`' ``(seeds, features, width)``.
+
+    >>> r = torch.tensor([[[1, 1], [1, 0], [0, 1]], [[1, 0], [1, 0], [0, 1]]], dtype=torch.bool)
+    >>> classify_mixed(r)  # latent 0 of both SAEs mixes (0, 1); latent 1 of SAE 0 mixes (0, 2), which SAE 1 does not
+    ([1, 1], [1, 0])
+
+    Introduced in the book: :doc:`/book/beyond` (chapter beyond).
+    """
+    rec = _recurs(_latent_pairs(resp))
+    return [sum(r) for r in rec], [len(r) - sum(r) for r in rec]
+
+
+def _kind_cos(resp: torch.Tensor, D: torch.Tensor) -> tuple[list, list]:
+    """Per SAE, mean ``|cos|`` of the feature pairs of its recurring and of its accidental mixed latents.
+
+    ``None`` for an SAE without latents of that kind.
+    """
+    per_latent = _latent_pairs(resp)
+    cosm = (D @ D.T).abs()
+    rec_cos, acc_cos = [], []
+    for lat, rec in zip(per_latent, _recurs(per_latent)):
+        for kind, out in ((True, rec_cos), (False, acc_cos)):
+            vals = [float(cosm[a, b]) for q, r in zip(lat, rec) if r == kind for a, b in q]
+            out.append(round(float(np.mean(vals)), 6) if vals else None)
+    return rec_cos, acc_cos
+
+
 def run_sae(cfg: SAEConfig, device: torch.device, progress: bool = True) -> dict:
     """Per data set and width: mixed latents, dead latents, missed features, per SAE; pair overlap.
 
@@ -262,7 +344,12 @@ def run_sae(cfg: SAEConfig, device: torch.device, progress: bool = True) -> dict
     ``pairs`` (mixed feature pairs), ``pair_cos`` (mean ``|cos|`` of the mixed pairs, ``None``
     without any), ``mse`` (held-out squared error per sample); and per width ``overlap``
     (:func:`pair_overlap`), ``overlap_per_sae`` (:func:`pair_overlap_per_sae`) and ``chance`` (mixed
-    pairs per SAE over all pairs). Runs on the CPU.
+    pairs per SAE over all pairs); ``recovered`` (share of features recovered, :func:`recovery`),
+    ``recurring`` and ``accidental`` (mixed latents of each kind, :func:`classify_mixed`),
+    ``recurring_cos`` and ``accidental_cos`` (mean ``|cos|`` of the feature pairs of each kind,
+    ``None`` without any) and
+    ``fire_mixed`` (median firing frequency of the mixed latents on held-out samples, ``None``
+    without any) per SAE. Runs on the CPU.
     """
     seeds = [cfg.seed + 100 + s for s in range(cfg.seeds)]
     out = []
@@ -292,7 +379,18 @@ def _sae_summary(p: dict[str, torch.Tensor], D: torch.Tensor, x_test: torch.Tens
         f = encode(p, x_test)
         mse = (x_test - (f @ p["Wd"].transpose(1, 2) + p["bd"])).square().sum(-1).mean(-1)
     ov = pair_overlap(pairs)
+    recurring, accidental = classify_mixed(resp)
+    rec_cos, acc_cos = _kind_cos(resp, D)
+    mixed = resp.sum(dim=1) >= 2  # (seeds, width)
+    fire = (f > 0).double().mean(1)  # (seeds, width)
     return {
+        "recovered": [round(float(v), 6) for v in (recovery(p, D) >= RECOVERY_COS).double().mean(-1)],
+        "recurring": recurring,
+        "accidental": accidental,
+        "recurring_cos": rec_cos,
+        "accidental_cos": acc_cos,
+        "fire_mixed": [round(float(fire[s][mixed[s]].median()), 6) if mixed[s].any() else None
+                       for s in range(len(pairs))],
         "mixed": mixed_latents(resp).tolist(),
         "dead": (resp.sum(dim=1) == 0).sum(-1).tolist(),
         "missed": (resp.sum(dim=2) == 0).sum(-1).tolist(),
@@ -328,13 +426,24 @@ def _sem(values: Sequence[float]) -> float | None:
     return float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) >= 2 else None
 
 
+def _mean_present(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None
+
+
 def sae_rows(record: dict, dataset: int = 0) -> list[dict]:
     """One row per width of data set ``dataset``: ``latents``, ``ratio`` (latents per feature), ``mean``
     and ``sem`` of mixed latents, ``dead``, ``missed``, ``mse`` (means), ``overlap``, ``chance``,
     ``overlap_sem`` (its standard error over SAEs, or ``None``), ``pair_cos`` (mean over SAEs with a
     mixed pair, or ``None``), ``zero`` (SAEs without a mixed
-    latent), ``sae`` (SAEs per width) and ``reference`` (the birthday count ``C(n, 2)/w`` of pairs
-    whose initial best latent is shared, were every such collision to survive).
+    latent), ``sae`` (SAEs per width), ``reference`` (the birthday count ``C(n, 2)/w`` of pairs
+    whose initial best latent is shared, were every such collision to survive), ``law`` (the toy
+    model's surviving count ``n^2/(4w)``), ``recovered`` (mean share of features recovered) and
+    ``finished`` (it reaches :data:`RECOVERED`), ``recurring``, ``accidental`` and their s.e.
+    ``recurring_sem``, ``accidental_sem`` (means over SAEs), ``recurring_cos`` and
+    ``accidental_cos`` (mean ``|cos|`` of the pairs of each kind over SAEs with any, or ``None``),
+    and ``fire_mixed`` (median over SAEs
+    with a mixed latent, or ``None``). These last are ``None`` in records without them.
 
     Introduced in the book: :doc:`/book/beyond` (chapter beyond).
     """
@@ -351,6 +460,20 @@ def sae_rows(record: dict, dataset: int = 0) -> list[dict]:
             "overlap_sem": _sem([v for v in res["overlap_per_sae"][j] if v is not None]),
             "pair_cos": (float(np.mean([v for v in res["pair_cos"][j] if v is not None]))
                          if any(v is not None for v in res["pair_cos"][j]) else None),
+            "law": res["features"] ** 2 / (4 * w),
+        })
+        new = "recovered" in res
+        rows[-1].update({
+            "recovered": float(np.mean(res["recovered"][j])) if new else None,
+            "finished": bool(np.mean(res["recovered"][j]) >= RECOVERED) if new else None,
+            "recurring": float(np.mean(res["recurring"][j])) if new else None,
+            "recurring_sem": _sem(res["recurring"][j]) if new else None,
+            "accidental": float(np.mean(res["accidental"][j])) if new else None,
+            "accidental_sem": _sem(res["accidental"][j]) if new else None,
+            "recurring_cos": _mean_present(res["recurring_cos"][j]) if new else None,
+            "accidental_cos": _mean_present(res["accidental_cos"][j]) if new else None,
+            "fire_mixed": (float(np.median([v for v in res["fire_mixed"][j] if v is not None]))
+                           if new and any(v is not None for v in res["fire_mixed"][j]) else None),
         })
     return rows
 
@@ -360,7 +483,7 @@ EXPERIMENT = Experiment(
     "mixed SAE latents against width, on synthetic activations with known sparse features",
     SAEConfig,
     book=SAEConfig(),
-    paper=SAEConfig(features=(64, 128), d=(128, 64), seeds=16, steps=6000),
+    paper=SAEConfig(features=(64, 128), d=(128, 64), widths=(0.5, 1.0, 2.0, 4.0, 8.0), seeds=16, steps=6000),
     run=run_sae,
     replay=replay_sae,
     rows=sae_rows,

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..beyond import encode, make_dictionary, mixed_latents, sae_responses, sample_data, train_sae
+from ..beyond import (RECOVERY_COS, encode, make_dictionary, mixed_latents, recovery, sae_responses, sample_data,
+                      train_sae)
 from ..plots import PALETTE
 from .explorer import explorer as _explorer
 from .explorer import int_slider, log_slider
@@ -18,13 +19,22 @@ __all__ = ["plot_architectures", "plot_sae", "explorer_figure", "explorer"]
 def plot_architectures(ax, rows: Sequence[dict], exact: float, law: float) -> None:
     """Band-rule count (mean and s.e.) per variant, the mass rule beside it, and the two predictions.
 
+    Variants whose row says ``finished`` is ``False`` are hatched: unfinished, no evidence.
+
     Introduced in the book: :doc:`/book/beyond` (chapter beyond).
     """
     x = np.arange(len(rows))
-    ax.bar(x - 0.2, [r["mean"] for r in rows], 0.4, yerr=[r["sem"] for r in rows], capsize=3,
-           color=PALETTE["measured"], label="band rule (the book's definition): mean $\\pm$ s.e.")
-    ax.bar(x + 0.2, [r["by_mass"] for r in rows], 0.4, yerr=[r["by_mass_sem"] for r in rows], capsize=3,
-           color=PALETTE["theory_alt"], label="mass rule (sensitivity check)")
+    hatch = ["//" if r.get("finished") is False else None for r in rows]
+    bars = ax.bar(x - 0.2, [r["mean"] for r in rows], 0.4, yerr=[r["sem"] for r in rows], capsize=3,
+                  color=PALETTE["measured"], label="band rule (the book's definition): mean $\\pm$ s.e.")
+    mass = ax.bar(x + 0.2, [r["by_mass"] for r in rows], 0.4, yerr=[r["by_mass_sem"] for r in rows], capsize=3,
+                  color=PALETTE["theory_alt"], label="mass rule (sensitivity check)")
+    for h, a, b in zip(hatch, bars, mass):
+        if h:
+            a.set_hatch(h)
+            b.set_hatch(h)
+    if any(hatch):
+        ax.bar([], [], color="white", edgecolor="0.3", hatch="//", label="hatched: unfinished (not evidence)")
     ax.axhline(exact, color=PALETTE["theory"], ls="-.", lw=1.4, label="idealised birthday expectation")
     ax.axhline(law, color=PALETTE["paper"], ls=":", lw=1.4, label="$n^2/(4m)$")
     ax.set_xticks(x, [r["variant"].replace("_", " ") for r in rows], rotation=20)
@@ -51,12 +61,14 @@ def plot_sae(ax, rows: Sequence[dict], label: str, color: str, marker: str = "o"
 
 
 def explorer_figure(ratio: float = 2.0, features: int = 32, d: int = 16, seeds: int = 2, steps: int = 1500,
-                    sae_l1: float = 0.03, seed: int = 0):
+                    sae_l1: float = 0.1, seed: int = 0):
     """Train ``seeds`` SAEs of ``ratio * features`` latents and draw what each latent responds to.
 
     One panel per SAE: the latents' activations on each feature's dictionary vector (rows:
     features, columns: latents that respond to something, ordered by their best feature), with the
-    mixed latents marked. Returns the figure and the mixed-latent count per SAE.
+    mixed latents marked; each title gives the SAE's mixed latents and its share of recovered
+    features (a decoder column with cosine at least 0.9). Returns the figure and the mixed-latent
+    count per SAE.
 
     Introduced in the book: :doc:`/book/beyond` (chapter beyond).
     """
@@ -68,6 +80,7 @@ def explorer_figure(ratio: float = 2.0, features: int = 32, d: int = 16, seeds: 
     p = train_sae(x, width, [seed + 100 + s for s in range(seeds)], steps=steps, batch=256, sae_l1=sae_l1, seed=seed)
     resp = sae_responses(p, D)
     mixed = mixed_latents(resp).tolist()
+    recovered = (recovery(p, D) >= RECOVERY_COS).double().mean(-1).tolist()
     with torch.no_grad():
         A = encode(p, D)  # (seeds, features, width)
     fig, axes = plt.subplots(1, seeds, figsize=(4.6 * seeds, 3.6), squeeze=False)
@@ -83,7 +96,8 @@ def explorer_figure(ratio: float = 2.0, features: int = 32, d: int = 16, seeds: 
         ax.grid(False)
         ax.set_xlabel(f"responding latent ({len(order)} of {width}), by best feature")
         ax.set_ylabel("ground-truth feature")
-        ax.set_title(f"SAE seed {s + 1}: {mixed[s]} mixed latents (vertical lines)", fontsize=10)
+        ax.set_title(f"SAE seed {s + 1}: {mixed[s]} mixed latents (lines), "
+                     f"{100 * recovered[s]:.0f}% features recovered", fontsize=10)
     fig.suptitle(f"{features} features in d = {d}, width {width}: activation on each feature / latent's maximum",
                  fontsize=10)
     return fig, mixed

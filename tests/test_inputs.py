@@ -42,6 +42,8 @@ TINY = {
     "sae": ["features=8", "d=8", "samples=64", "widths=1.0", "seeds=2", "steps=5", "batch=8"],
     "sparsification": ["m=100", "lam=0.001", "euler=true", "train=true", "points=4", "train_n=2"],
     "superposition": ["n=4", "m=2", "sparsity=0.0,0.9", "steps=5", "batch_size=8"],
+    "optimisers": ["n=4", "m_over_n=2", "instances=2", "gd_steps=5", "momentum_steps=5", "adamw_steps=5",
+                   "rmsprop_steps=5", "points=2"],
     "winners": ["n=8", "m=16", "instances=2", "adamw_steps=5", "sgd_steps=5", "points=2", "lr_m=16",
                 "adamw_lr_sweep=0.001"],
 }

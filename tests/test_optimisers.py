@@ -77,7 +77,6 @@ def test_config_refuses_an_unknown_optimiser():
         OptimisersConfig(optimizers=("gd", "adam"))
 
 
-@pytest.mark.skipif(not STORED.exists(), reason="no stored optimisers record")
 def test_stored_optimisers_record_matches_a_replayed_slice():
     # Fails when the stored record no longer follows from the code: AdamW at the first point re-trained
     # from the record's own config and seed must give the same counts and leader shares.

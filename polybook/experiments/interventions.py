@@ -337,7 +337,7 @@ class InterventionsConfig(ExperimentConfig):
         # The config superposition_pairs trains.
         sup = SuperpositionConfig(n=self.sup_n, m=self.sup_m, sparsity=(self.sup_sparsity,),
                                   importance_decay=self.sup_decay, repeats=self.sup_seeds, hidden_relu=True,
-                                  steps=self.sup_steps, seed=self.seed + 1)
+                                  steps=self.sup_steps, seed=self.seed)
         return max(train_memory_bytes(TrainConfig(n=self.n, m=widest * self.m, instances=self.instances,
                                                   steps=self.steps)),
                    sup.peak_bytes(device))
@@ -364,8 +364,8 @@ def _intervention_summary(name: str, out: dict, cfg: InterventionsConfig, base_f
 def superposition_pairs(cfg: InterventionsConfig, device: str = "cpu") -> dict:
     """Train the necessary regime's seeds; the pairs sharing a neuron by the response rule ``ReLU(W_ik) > 1/2``."""
     sc = SuperpositionConfig(n=cfg.sup_n, m=cfg.sup_m, sparsity=(cfg.sup_sparsity,), importance_decay=cfg.sup_decay,
-                             repeats=cfg.sup_seeds, hidden_relu=True, steps=cfg.sup_steps, seed=cfg.seed + 1)
-    res = train_superposition(sc, device=device, progress=False)
+                             repeats=cfg.sup_seeds, hidden_relu=True, steps=cfg.sup_steps, seed=cfg.seed)
+    res = train_superposition(sc, device=device, progress=False, seed=cfg.seed + 1)
     uses = uses_by_response(res.W, 0.5, relu=True)
     return {"n": cfg.sup_n, "m": cfg.sup_m, "pairs": [[list(p) for p in ps] for ps in pairs_sharing_a_neuron(uses)],
             "polysemantic": (uses.sum(-2) >= 2).sum(-1).tolist(),

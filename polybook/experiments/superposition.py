@@ -237,8 +237,12 @@ def train_superposition(
     device: str = "auto",
     progress: bool = True,
     desc: str | None = None,
+    seed: int | None = None,
 ) -> SuperpositionResult:
     """Train every instance of ``config`` at once with AdamW on fresh random batches.
+
+    ``seed`` replaces ``config.seed`` where another experiment derives it from its user's seed
+    (the user's seed plus an offset, which may exceed the largest seed a user may give).
 
     Initial weights are Xavier-normal, ``N(0, 2 / (n + m))``, drawn on the CPU from the seed;
     biases start at 0. Every batch is drawn on the device from a second generator, seeded with
@@ -255,14 +259,17 @@ def train_superposition(
     """
     cfg = config
     dev = resolve_device(device)
-    gen0 = seeded_generator(cfg.seed, "cpu", 0)
+    if seed is None:
+        seed = cfg.seed
+    _validate.internal_seed("seed", seed)
+    gen0 = seeded_generator(seed, "cpu", 0)
     W0 = torch.randn(cfg.instances, cfg.n, cfg.m, generator=gen0) * math.sqrt(2.0 / (cfg.n + cfg.m))
     W = W0.clone().to(dev).requires_grad_(True)  # (instances, n, m); W0 stays the initial weights
     b = torch.zeros(cfg.instances, cfg.n, device=dev, requires_grad=True)  # (instances, n)
     imp = importances(cfg.n, cfg.importance_decay, dev)  # (n,)
     sparsity = cfg.instance_sparsity().to(dev)  # (instances,)
     opt = make_optimizer([W, b], "adamw", cfg.lr, cfg.weight_decay, fused=False)
-    gen = seeded_generator(cfg.seed, dev)
+    gen = seeded_generator(seed, dev)
 
     def step(t: int) -> torch.Tensor:
         for group in opt.param_groups:

@@ -40,21 +40,26 @@ def plot_by_optimiser(ax, rows, key: str, se_key: str, ylabel: str, reference=No
     ax.set_ylabel(ylabel)
 
 
-def plot_pairs_over_training(ax, record: dict, n: int, m: int) -> None:
+def plot_pairs_over_training(ax, record: dict) -> None:
     """Opposite-sign (solid) and same-sign (dashed) winner pairs over their independent expectation,
-    against the training step, for every optimiser at point ``(n, m)``.
+    pooled over every point of the record (the sum of the pairs over the sum of the expectations),
+    against the training step, for every optimiser.
 
     Introduced in the book: :doc:`/book/optimisers` (chapter optimisers).
     """
+    points = record["results"]["points"]
     for kind in KINDS:
-        if kind not in next(p for p in record["results"]["points"] if (p["n"], p["m"]) == (n, m))["runs"]:
+        if any(kind not in p["runs"] for p in points):
             continue
-        f = pair_ratios(record, n, m, kind)["follow"]
-        steps = [max(s, 1) for s in f["steps"]]
-        ax.plot(steps, f["opposite"], color=COLORS[kind], lw=1.8, label=f"{NAMES[kind]}: opposite signs")
-        ax.plot(steps, f["same"], color=COLORS[kind], lw=1.2, ls="--")
+        follows = [pair_ratios(record, p["n"], p["m"], kind)["follow"] for p in points]
+        refs = [p["pairs_independent"] for p in points]
+        steps = [max(s, 1) for s in follows[0]["steps"]]
+        for key, style, width in (("opposite", "-", 1.8), ("same", "--", 1.2)):
+            pooled = [sum(f[key][i] * r for f, r in zip(follows, refs)) / sum(refs) for i in range(len(steps))]
+            ax.plot(steps, pooled, color=COLORS[kind], lw=width, ls=style,
+                    label=f"{NAMES[kind]}: opposite signs" if key == "opposite" else None)
     ax.axhline(1.0, color="k", ls=":", lw=1.2)
     ax.set_xscale("log")
     ax.set_xlabel("training step (step 0 drawn at 1)")
     ax.set_ylabel("winner pairs / independent expectation")
-    ax.set_title(f"n = {n}, m = {m} (dashed: same signs)")
+    ax.set_title(f"pooled over {len(points)} points (dashed: same signs)")

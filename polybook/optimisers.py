@@ -19,14 +19,13 @@ import torch
 
 from .experiments.optimisers import KINDS, OptimisersConfig, optimiser_rows, winner_pairs
 
-__all__ = ["KINDS", "OptimisersConfig", "leader_share", "optimiser_rows", "pair_ratios", "paired_difference",
-           "winner_pairs"]
+__all__ = ["pair_ratios", "paired_difference"]
 
 
 def leader_share(W0: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
     """Per instance, the share of features whose final winner (arg-max ``|W_ik|``) is their initial one.
 
-    Introduced in the book: :doc:`/book/optimisers` (chapter optimisers).
+    The package's answer to the chapter's exercise *the initial leader's share*.
 
     >>> W0 = torch.tensor([[[0.9, 0.1], [0.2, 0.3]]])
     >>> leader_share(W0, torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])).tolist()

@@ -39,7 +39,7 @@ from .config import ExperimentConfig, param
 from .registry import Experiment
 from .sparsification import _log_grid
 
-__all__ = ["KINDS", "OptimisersConfig", "winner_pairs", "optimiser_rows"]
+__all__ = ["optimiser_rows"]
 
 #: The optimisers this experiment knows, in the order the chapter shows them.
 KINDS = ("gd", "momentum", "adamw", "rmsprop")
@@ -48,8 +48,6 @@ KINDS = ("gd", "momentum", "adamw", "rmsprop")
 @dataclasses.dataclass(frozen=True)
 class OptimisersConfig(ExperimentConfig):
     """Paired runs of the L1 autoencoder under several optimisers.
-
-    Introduced in the book: :doc:`/book/optimisers` (chapter optimisers).
 
     Point ``j`` of the grid ``n x m_over_n`` (``n`` outer) draws its initial weights with seed
     ``seed + j``; every optimiser of ``optimizers`` trains those same weights with L1 strength
@@ -103,8 +101,7 @@ def winner_pairs(W: torch.Tensor) -> dict[str, torch.Tensor]:
     ``same`` counts pairs on one neuron whose winning weights have the same sign, ``opposite``
     those of opposite signs, and ``crowded`` the neurons that win three or more features. For
     independent, uniform winners with fair signs each pair count has expectation ``C(n, 2) / (2m)``.
-
-    Introduced in the book: :doc:`/book/optimisers` (chapter optimisers).
+    The package's answer to the chapter's exercise *winner pairs by sign*.
 
     >>> W = torch.tensor([[[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]]])
     >>> {k: v.tolist() for k, v in winner_pairs(W).items()}

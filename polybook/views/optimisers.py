@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from ..optimisers import KINDS, pair_ratios
 
-__all__ = ["COLORS", "plot_by_optimiser", "plot_pairs_over_training"]
+__all__ = ["NAMES", "plot_by_optimiser", "plot_pairs_over_training"]
 
 #: One colour per optimiser, the same in every figure of the chapter.
 COLORS = {"gd": "#000000", "momentum": "#999999", "adamw": "#D55E00", "rmsprop": "#0072B2"}
+#: The name the chapter gives each optimiser in its tables and legends.
+#:
+#: Introduced in the book: :doc:`/book/optimisers` (chapter optimisers).
 NAMES = {"gd": "gradient descent", "momentum": "momentum", "adamw": "AdamW", "rmsprop": "RMSprop"}
 
 

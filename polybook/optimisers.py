@@ -4,7 +4,7 @@ The stored experiment (:mod:`polybook.experiments.optimisers`) trains the same i
 under gradient descent, momentum, AdamW and RMSprop. This module turns its record into the
 chapter's comparisons:
 
-- :func:`leader_share`: the share of features won by their initial leader, per instance;
+- ``leader_share``: the share of features won by their initial leader, per instance;
 - :func:`paired_difference`: a per-instance difference between two optimisers at one point
   (paired: the same initial weights), with its standard error over instances;
 - :func:`pair_ratios`: the pairs of features whose winners coincide, by relative sign, over the

@@ -3,7 +3,7 @@
 Every row of the introduction's verdict table is made by :func:`record_verdict` in the chapter
 that measured it. A verdict carries
 
-- its **word**, one of :data:`WORDS`, chosen by a rule written in the chapter before the data are
+- its **word**, one of ``WORDS``, chosen by a rule written in the chapter before the data are
   looked at (the rule must be able to give another word);
 - what was **measured**, in a short line of numbers;
 - its **power**: how far apart, in standard errors of the measurement, the rule expects the

@@ -435,7 +435,7 @@ def intervention_rows(record: dict) -> list[dict]:
 
     Keys: ``name``, ``label``, ``count``, ``count_se``, ``loss``, ``loss_se``, ``flops_ratio``,
     ``one_hot`` (mean share), ``paired`` (whether instance ``b`` starts from the baseline's draw ``b``:
-    every intervention of :data:`INTERVENTIONS` does, see :func:`initial_weights`), ``d_count``,
+    every intervention of ``INTERVENTIONS`` does, see ``initial_weights``), ``d_count``,
     ``d_count_se``, ``d_loss``, ``d_loss_se`` (intervention minus baseline; paired differences when
     ``paired``, else independent samples), and ``rel_loss``, ``rel_loss_se``: the mean over instances
     of ``ln(loss / baseline's loss)`` (paired) or the difference of the mean log losses, with its

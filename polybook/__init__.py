@@ -11,7 +11,7 @@ The models, training loop, metrics, theory and experiments of the polybook tutor
 
 # First, before torch: MKL's reproducible mode must be chosen before MKL first runs (see _numerics).
 from . import _numerics  # noqa: F401,I001
-from .experiments import EXPERIMENTS, load_result, run_experiment, stored_result
+from .experiments import EXPERIMENTS, estimate_time, load_result, run_experiment, stored_result
 from .metrics import (
     BAND,
     DEFINITION,
@@ -41,7 +41,7 @@ from .train import TrainConfig, TrainResult, device_report, resolve_device, samp
 # documented in its own module (tests/test_api_links.py checks both). The other names imported
 # here stay importable, for the command line, the tests and code written against earlier versions.
 __all__ = [
-    "EXPERIMENTS", "run_experiment", "stored_result",
+    "EXPERIMENTS", "estimate_time", "run_experiment", "stored_result",
     "BAND", "band_mask", "fourth_norm", "polysemantic_neurons", "polysemantic_neurons_by_mass",
     "polysemantic_neurons_by_response", "polysemantic_by_rule", "start_end_overlap", "winner_initial_rank", "winners",
     "init_weights", "loss_and_grad", "reconstruction_loss",

@@ -139,6 +139,12 @@ class SlopeFit:
     se: float  # bootstrap standard deviation of the slope
     level: float
     skipped: int  # bootstrap samples dropped because some mean was 0
+    note: str = ""  # why there is no fit ("too little data: ..."), empty when there is one
+
+    @property
+    def ok(self) -> bool:
+        """Whether the data gave a fit (at least two widths, every mean count above 0)."""
+        return not self.note
 
 
 def fit_loglog_slope(m, counts, boot: int = 2000, seed: int = 0, level: float = 0.95) -> SlopeFit:
@@ -148,6 +154,11 @@ def fit_loglog_slope(m, counts, boot: int = 2000, seed: int = 0, level: float = 
     replacement from that ``m``'s counts and refits. The interval holds the central ``level``
     of the bootstrap slopes. Samples in which some mean is 0 (no log) are dropped and counted.
 
+    Data that cannot be fitted (fewer than two widths, or a width whose mean count is 0, as after
+    a few steps of training) give a fit whose numbers are NaN and whose ``note`` says "too little
+    data" and why, so that a chapter run on unfinished models reports it instead of stopping.
+    Counts of the wrong shape raise ``ValueError``.
+
     Introduced in the book: :ref:`law-measured` (chapter collisions).
 
     Examples
@@ -156,14 +167,18 @@ def fit_loglog_slope(m, counts, boot: int = 2000, seed: int = 0, level: float = 
     >>> fit = fit_loglog_slope(m, [[16, 16], [8, 8], [4, 4]])
     >>> round(fit.slope, 6), round(fit.lo, 6), round(fit.hi, 6)
     (-1.0, -1.0, -1.0)
+    >>> fit_loglog_slope([64, 128], [[1, 0], [0, 0]]).note
+    'too little data: a mean count of 0 has no logarithm (means [0.5, 0.0])'
     """
     x = np.log(np.asarray(m, dtype=float))
     c = np.asarray(counts, dtype=float)
-    if c.ndim != 2 or c.shape[0] != len(x) or len(x) < 2:
-        raise ValueError(f"counts must have shape (len(m) >= 2, instances), got {c.shape} for {len(x)} values of m")
+    if len(x) < 2:
+        return _no_fit(level, f"too little data: {len(x)} width(s), a slope needs two")
+    if c.ndim != 2 or c.shape[0] != len(x):
+        raise ValueError(f"counts must have shape (len(m), instances), got {c.shape} for {len(x)} values of m")
     means = c.mean(axis=1)
     if np.any(means <= 0):
-        raise ValueError(f"every mean count must be > 0 to take logs, got {means.tolist()}")
+        return _no_fit(level, f"too little data: a mean count of 0 has no logarithm (means {means.tolist()})")
     slope, intercept = np.polyfit(x, np.log(means), 1)
     rng = np.random.default_rng(seed)
     k = c.shape[1]
@@ -177,6 +192,11 @@ def fit_loglog_slope(m, counts, boot: int = 2000, seed: int = 0, level: float = 
     return SlopeFit(float(slope), float(intercept), float(lo), float(hi), float(slopes.std()), level, int((~ok).sum()))
 
 
+def _no_fit(level: float, note: str) -> SlopeFit:
+    nan = float("nan")
+    return SlopeFit(nan, nan, nan, nan, nan, level, 0, note)
+
+
 def exact_curve_slope(n: int, m: Sequence[int]) -> float:
     """Least-squares slope of ``log E[polysemantic]`` (the exact expectation) against ``log m``.
 
@@ -188,10 +208,12 @@ def exact_curve_slope(n: int, m: Sequence[int]) -> float:
 
     >>> round(exact_curve_slope(64, [64, 128, 256, 512]), 2)
     -0.81
+
+    Fewer than two widths have no slope: NaN (as :func:`fit_loglog_slope` gives for them).
     """
     x = np.log(np.asarray(m, dtype=float))
     if len(x) < 2:
-        raise ValueError(f"m must hold at least two widths, got {list(m)}")
+        return float("nan")
     y = np.log([expected_polysemantic_exact(n, int(k)) for k in m])
     return float(np.polyfit(x, y, 1)[0])
 
@@ -208,10 +230,12 @@ def expected_slope_se(n: int, m: Sequence[int], instances: int, trials: int = 40
 
     >>> round(expected_slope_se(64, [128, 256, 512], 16), 2)
     0.14
+
+    Fewer than two widths have no slope: NaN.
     """
     x = np.log(np.asarray(m, dtype=float))
     if len(x) < 2:
-        raise ValueError(f"m must hold at least two widths, got {list(m)}")
+        return float("nan")
     xc = x - x.mean()
     var_log = []
     for k in m:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["glue", "markdown_table"]
+__all__ = ["glue", "markdown_table", "rounded"]
 
 #: Every value glued in this session, by name (also when myst-nb does the gluing).
 GLUED: dict[str, Any] = {}
@@ -50,6 +50,23 @@ def glue(name: str, variable: Any, display: bool = True) -> None:
         from IPython.display import display as show
 
         show(variable)
+
+
+def rounded(x: Any, digits: int | None = None) -> Any:
+    """``round(x, digits)``, or the text ``"n/a"`` where ``x`` is not a finite number.
+
+    A share of nothing (the mean over no winners of a model trained for a few steps) is NaN, which
+    ``round`` refuses; a chapter glues ``rounded(...)`` so that its prose says "n/a" there.
+
+    Introduced in the book: :doc:`/book/regularisation` (chapter regularisation).
+
+    >>> rounded(56.4), rounded(0.1234, 2), rounded(float("nan"))
+    (56, 0.12, 'n/a')
+    """
+    import math
+
+    x = float(x)
+    return round(x, digits) if math.isfinite(x) else "n/a"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:

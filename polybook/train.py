@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -406,6 +407,26 @@ def _optimizer(cfg: TrainConfig, W: torch.Tensor) -> torch.optim.Optimizer:
     return make_optimizer([W], cfg.optimizer, cfg.lr, cfg.weight_decay)
 
 
+#: Environment variable for the smoke test of the paper-scale switch: when set to ``k``, every
+#: registered config (both scales) has each step count capped at ``k``, and every training loop
+#: (:func:`run_steps`) makes at most ``k`` updates and then fast-forwards: its remaining steps
+#: repeat the last loss and still call their hooks (snapshots, schedules), so every shape and
+#: code path is that of the full run. A notebook or command with ``--scale paper`` then runs its
+#: whole code in seconds. Its numbers mean nothing, and a record made under it says so in its
+#: provenance. Never set it for a real run.
+SMOKE_ENV = "POLYBOOK_SMOKE_STEPS"
+
+
+def smoke_steps() -> int | None:
+    """The step cap of :data:`SMOKE_ENV`, or ``None`` when it is not set."""
+    text = os.environ.get(SMOKE_ENV, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{SMOKE_ENV} must be a positive integer when set, got {text!r}")
+    return int(text)
+
+
 def run_steps(
     step: Callable[[int], torch.Tensor],
     steps: int,
@@ -448,6 +469,7 @@ def run_steps(
         threads = one_cpu_thread(device, work < SMALL_WORK)
         picker = ThreadPicker(device, work)
     grad_mode = contextlib.nullcontext() if autograd else torch.no_grad()
+    cap = smoke_steps()
 
     def checks(t: int) -> None:  # the losses since the last check, and every watched tensor, after step t
         recent = losses[max(0, t + 1 - CHECK_EVERY):t + 1]
@@ -457,6 +479,11 @@ def run_steps(
 
     with grad_mode, threads, contextlib.closing(picker):
         for t in tqdm(range(steps), desc=desc, disable=not progress, file=sys.stderr, mininterval=0.5, leave=False):
+            if cap is not None and t >= cap:  # the smoke test: no more updates, same shapes and hooks
+                losses[t] = losses[t - 1]
+                if after is not None:
+                    after(t)
+                continue
             picker.start(t)
             losses[t] = step(t)
             picker.stop(t)

@@ -31,7 +31,16 @@ from .records import (
     write_atomic,
 )
 from .registry import EXPERIMENTS, MODULES, Experiment, _load_all, all_experiments, get_experiment, stored_folders
-from .runner import SCALES, SMOKE_ENV, Pieces, estimate_seconds, measured_rate, run_experiment, smoke_steps
+from .runner import (
+    SCALES,
+    SMOKE_ENV,
+    Pieces,
+    estimate_seconds,
+    estimate_time,
+    measured_rate,
+    run_experiment,
+    smoke_steps,
+)
 
 __all__ = [
     "EXPERIMENTS",
@@ -39,6 +48,7 @@ __all__ = [
     "all_experiments",
     "ResultError",
     "config_hash",
+    "estimate_time",
     "run_experiment",
     "stored_result",
     "Experiment",

@@ -134,3 +134,9 @@ def get_experiment(name: str) -> Experiment:
     if exp.name != name:
         raise ValueError(f"unknown experiment {name!r}; did you mean {exp.name!r}?")
     return exp
+
+
+def declared(name: str) -> Experiment:
+    """Experiment ``name`` as its file declares it: its configs never capped by the smoke test."""
+    get_experiment(name)  # checks the name
+    return importlib.import_module(f"{__package__}.{name.replace('-', '_')}").EXPERIMENT

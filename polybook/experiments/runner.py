@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover - Windows has no flock: output folders g
     fcntl = None
 
 from .. import _validate as check
-from ..train import Diverged, resolve_device
+from ..train import SMOKE_ENV, Diverged, resolve_device, smoke_steps
 from .overrides import apply_overrides
 from .records import (
     ResultError,
@@ -42,29 +42,12 @@ from .records import (
     to_json,
     write_atomic,
 )
-from .registry import get_experiment
+from .registry import declared, get_experiment
 
-__all__ = ["run_experiment"]
+__all__ = ["estimate_time", "run_experiment"]
 
 
 SCALES = ("book", "paper")
-
-
-#: Environment variable for the smoke test of the paper-scale switch: when set to ``k``, every
-#: registered config (both scales) has each step count capped at ``k``, so a notebook or command
-#: with ``--scale paper`` runs its whole code path in seconds. Its numbers mean nothing, and a
-#: record made under it says so in its provenance. Never set it for a real run.
-SMOKE_ENV = "POLYBOOK_SMOKE_STEPS"
-
-
-def smoke_steps() -> int | None:
-    """The step cap of :data:`SMOKE_ENV`, or ``None`` when it is not set."""
-    text = os.environ.get(SMOKE_ENV, "").strip()
-    if not text:
-        return None
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"{SMOKE_ENV} must be a positive integer when set, got {text!r}")
-    return int(text)
 
 
 def _out_path(out: str | Path) -> Path:
@@ -302,20 +285,28 @@ _FALLBACK_RATE = 5e10
 
 
 def measured_rate(device: torch.device | str = "cpu", seconds: float = 0.3) -> float:
-    """Floating-point operations per second of polybook's training step on ``device`` (a quick timing)."""
+    """Floating-point operations per second of polybook's training step on ``device`` (a quick timing).
+
+    The timed step is a batch of models of the size a paper-scale run trains on that kind of device
+    (8 models of n = 128, m = 512 on a CPU; 16 of n = 256, m = 2048 on a GPU, where small products
+    would time the launch latency instead of the arithmetic).
+    """
     from ..models import init_weights, loss_and_grad
 
     dev = torch.device(device)
-    W = init_weights(8, 128, 512).to(dev)
+    b, n, m = (8, 128, 512) if dev.type == "cpu" else (16, 256, 2048)
+    W = init_weights(b, n, m).to(dev)
     loss_and_grad(W, 1e-3)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         loss_and_grad(W, 1e-3)
         done += 1
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
-    return 4 * 128**2 * 512 * 8 * done / elapsed if elapsed > 0 else _FALLBACK_RATE
+    return 4 * n**2 * m * b * done / elapsed if elapsed > 0 else _FALLBACK_RATE
 
 
 def estimate_seconds(config: Any, device: torch.device | str = "cpu") -> float:
@@ -329,6 +320,47 @@ def _duration(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def estimate_time(items: Sequence[Any], scale: str = "paper", device: str = "auto") -> str:
+    """One line that prices a chapter's training before it runs: each of ``items`` (an experiment's
+    name, taken at ``scale``, or a config with a ``flops()`` method, shown by its class name) at
+    its flop count over the rate :func:`measured_rate` times on ``device`` (``"auto"``: the GPU if
+    there is one), and their total.
+
+    The price covers the training steps, which dominate every paper-scale run; analysis and
+    plotting come on top. Under ``POLYBOOK_SMOKE_STEPS`` the price is still that of the full
+    configs, and the line adds that this execution is capped and takes far less.
+
+    >>> line = estimate_time(["collisions"], "book", device="cpu")
+    >>> line.startswith("Training at book scale on cpu")
+    True
+
+    Introduced in the book: :doc:`/book/superposition` (chapter superposition).
+    """
+    check.choice("scale", scale, SCALES)
+    if isinstance(items, (str, bytes)) or not isinstance(items, Sequence) or not items:
+        raise ValueError(f"items must be a non-empty list of experiment names or configs, got {items!r}")
+    dev = resolve_device(device)
+    rate = measured_rate(dev)
+    parts, total = [], 0.0
+    for item in items:
+        if isinstance(item, str):
+            config, label = declared(item).scales[scale], item
+        elif callable(getattr(item, "flops", None)):
+            config, label = item, type(item).__name__
+        else:
+            raise ValueError(f"each item must be an experiment name or a config with flops(), got {item!r}")
+        seconds = float(config.flops()) / rate
+        total += seconds
+        parts.append(f"{label} {_duration(seconds)}")
+    line = (f"Training at {scale} scale on {dev.type}, at a measured {rate / 1e9:.3g} GFLOP/s: "
+            f"{', '.join(parts)}; about {_duration(total)} in all")
+    if dev.type == "cpu" and total > 600:
+        line += " (a GPU runtime is far faster)"
+    if (cap := smoke_steps()) is not None:
+        line += f". {SMOKE_ENV}={cap} caps every run at {cap} steps: this execution takes far less"
+    return line + "."
 
 
 def run_experiment(

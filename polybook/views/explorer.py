@@ -40,19 +40,58 @@ def menu(options: Sequence[Any], value: Any, label: str = "", slider: bool = Fal
     return widgets.Dropdown(options=list(options), value=value, description=label)
 
 
-def explorer(draw: Callable[..., Any], button: str = "Train", **controls):
-    """Controls for the keyword arguments of ``draw`` and a ``button`` that calls it and shows the figure.
+class LiveOnly:
+    """A widget that a static page replaces with a note saying where it runs.
+
+    Its display holds the widget's own view (which Jupyter and Colab draw) and a ``text/html`` and
+    ``text/plain`` note. The HTML book gives the widget view no place (``nb_mime_priority_overrides``
+    in ``_config.yml``: without a kernel it would be an empty box), so there the note shows instead.
+    """
+
+    def __init__(self, widget: Any, note: str):
+        self.widget, self.note = widget, note
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        import html
+
+        bundle = dict(self.widget._repr_mimebundle_(include=include, exclude=exclude) or {})
+        bundle["text/plain"] = self.note
+        bundle["text/html"] = f'<p class="explorer-note">{html.escape(self.note)}</p>'
+        return bundle
+
+
+def explorer_note(labels: Sequence[str], button: str | None) -> str:
+    """What a static page says in place of an explorer's controls.
+
+    >>> explorer_note(["n", "m"], "Draw").split(" (")[0]
+    'Explorer: the controls n, m and a "Draw" button redraw the figure in a live notebook'
+    """
+    what = ", ".join(labels) + (f' and a "{button}" button' if button else "")
+    return (f"Explorer: the controls {what} redraw the figure in a live notebook (open this chapter in Colab or "
+            "Jupyter). This page is static: the figure above is the explorer's default.")
+
+
+def explorer(draw: Callable[..., Any], button: str | None = "Train", **controls):
+    """Show controls for the keyword arguments of ``draw``; each ``button`` press (or, with
+    ``button=None``, each change) calls it and shows the figure. Returns the widget.
 
     Introduced in the book: :ref:`birthday` (chapter collisions).
 
     ``controls`` maps each argument of ``draw`` to a widget (:func:`int_slider`,
-    :func:`log_slider`, :func:`menu`); ``draw(**values)`` makes a matplotlib figure.
+    :func:`log_slider`, :func:`menu`); ``draw(**values)`` makes a matplotlib figure. With a
+    button, nothing is drawn until it is pressed. On a static page (the HTML book) the controls
+    cannot run, and a note (:func:`explorer_note`) stands in their place.
     """
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
+    from IPython.display import display
 
     def show(**values: Any) -> None:
         draw(**values)
         plt.show()
 
-    return widgets.interact_manual.options(manual_name=button)(show, **controls)
+    options = {"manual": True, "manual_name": button} if button else {}
+    widget = widgets.interactive(show, options, **controls)
+    labels = [c.description for c in controls.values() if getattr(c, "description", "")]
+    display(LiveOnly(widget, explorer_note(labels, button)))
+    return widget

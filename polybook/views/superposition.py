@@ -18,7 +18,7 @@ from ..experiments.superposition import (
 )
 from ..plots import WEIGHT_CMAP
 
-__all__ = ["plot_phase_change", "plot_directions", "explore"]
+__all__ = ["plot_phase_change", "plot_directions", "explore", "explorer"]
 
 
 def plot_phase_change(W: torch.Tensor, sparsity, fig=None, superposition_max: float = 1.0):
@@ -116,3 +116,23 @@ def explore(density: float = 0.1, importance_decay: float = 0.7, *, n: int = 20,
     fig = plot_phase_change(W, (1.0 - density,), fig=plt.figure(figsize=(4.8, 5.6)))
     fig.suptitle(f"$r = {importance_decay:g}$: {int(represented(W)[0])} of {n} features represented", fontsize=10)
     return fig, int(represented(W)[0])
+
+
+def explorer(density: float = 0.1, importance_decay: float = 0.7):
+    """Sliders for the feature probability ``1 - S`` and the importance decay ``r``; each move
+    retrains and redraws :func:`explore` (a second or two on a CPU).
+
+    Introduced in the book: :doc:`/book/superposition` (chapter superposition).
+    """
+    import ipywidgets as widgets
+
+    from .explorer import explorer as _explorer
+    from .explorer import menu
+
+    return _explorer(
+        lambda density, importance_decay: explore(density, importance_decay), button=None,
+        density=menu([1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001], density, "1 - S", slider=True),
+        importance_decay=widgets.FloatSlider(value=importance_decay, min=0.5, max=1.0, step=0.05, description="r",
+                                             continuous_update=False),
+    )
+

@@ -54,7 +54,10 @@ class LiveOnly:
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
         import html
 
-        bundle = dict(self.widget._repr_mimebundle_(include=include, exclude=exclude) or {})
+        own = getattr(self.widget, "_repr_mimebundle_", None)  # ipywidgets 8; 7 (Colab's) displays itself
+        bundle = dict(own(include=include, exclude=exclude) or {}) if own is not None else {
+            "application/vnd.jupyter.widget-view+json":
+                {"version_major": 2, "version_minor": 0, "model_id": self.widget._model_id}}
         bundle["text/plain"] = self.note
         bundle["text/html"] = f'<p class="explorer-note">{html.escape(self.note)}</p>'
         return bundle
@@ -94,4 +97,6 @@ def explorer(draw: Callable[..., Any], button: str | None = "Train", **controls)
     widget = widgets.interactive(show, options, **controls)
     labels = [c.description for c in controls.values() if getattr(c, "description", "")]
     display(LiveOnly(widget, explorer_note(labels, button)))
+    if not hasattr(widget, "_repr_mimebundle_"):
+        widget._handle_displayed()  # ipywidgets 7 draws a live explorer's first figure on this event
     return widget

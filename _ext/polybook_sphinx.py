@@ -24,6 +24,13 @@
   bibliography's default labels are alpha keys such as [LTS+23], which a reader cannot match to
   the citation. The style ``polybook`` (``bibtex_default_style``) labels each entry as the text
   cites it: "Lecomte et al., 2023".
+- Figures stay legible on a narrow screen. A figure is drawn at ``polybook.plots.FIGURE_DPI``
+  with ``polybook.plots.TICK_LABEL_PT`` tick labels, and a browser shrinks it to the text column:
+  on a phone every figure's tick labels would fall below 8 px. Every figure of a cell output
+  (and every ``to_jshtml()`` animation) gets an inline ``min-width``, the width at which its tick
+  labels show at :data:`MIN_TICK_PX`, from the PNG's own width and dpi (its ``pHYs`` chunk, which
+  matplotlib always writes); the stylesheet lets a cell output scroll sideways, so on a narrow
+  screen a figure shrinks to that width and then pans.
 - A verdict word pasted into a page (``{glue:text}`` of a ``verdict_*_word``) gets a class naming
   it, ``verdict-word verdict-holds`` and so on, so the stylesheet can mark and colour it: the
   verdict table is scanned by its words.
@@ -31,10 +38,12 @@
 
 from __future__ import annotations
 
+import base64
 import html
+import math
 import re
-
 import shutil
+import struct
 from pathlib import Path
 
 from docutils import nodes
@@ -156,6 +165,101 @@ def _prune_mathjax(app, exception):
             path.unlink()
 
 
+#: The smallest tick label, in CSS pixels, a figure is shown with (below it digits blur on a phone).
+MIN_TICK_PX = 8
+
+ANIMATION_FIRST_FRAME = re.compile(r'frames\[0\] = "data:image/png;base64,([^"]+)"')
+IMG_TAG = re.compile(r"<img\b[^>]*>")
+IMG_SRC = re.compile(r'\bsrc="([^"]*)"')
+IMG_STYLE = re.compile(r'\bstyle="')
+
+
+def png_width_and_dpi(data: bytes) -> tuple[int, float | None]:
+    """A PNG's width in pixels and its resolution in dots per inch (None when it has no ``pHYs`` chunk
+    in metres, e.g. a PNG that matplotlib did not write)."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG")
+    width = struct.unpack(">I", data[16:20])[0]
+    at = 8
+    while at + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[at:at + 8])
+        if kind == b"pHYs":
+            per_metre, _, unit = struct.unpack(">IIB", data[at + 8:at + 17])
+            return width, (per_metre * 0.0254 if unit == 1 else None)
+        if kind in (b"IDAT", b"IEND"):
+            break  # pHYs comes before the image data
+        at += 12 + length
+    return width, None
+
+
+def legible_width(data: bytes) -> int | None:
+    """The width in CSS pixels at which a figure's tick labels show at :data:`MIN_TICK_PX`, never more
+    than the PNG's own width (a figure drawn too small is not blown up: it stays too small, and
+    tests/test_browser.py says so); None for a PNG without a resolution."""
+    from polybook.plots import TICK_LABEL_PT
+
+    width, dpi = png_width_and_dpi(data)
+    if not dpi:
+        return None
+    tick_px = TICK_LABEL_PT * dpi / 72  # at the PNG's own size
+    return min(width, math.ceil(width * MIN_TICK_PX / tick_px))
+
+
+def _in_cell_output(node) -> bool:
+    while node is not None:
+        if isinstance(node, nodes.container) and node.get("nb_element") == "cell_code_output":
+            return True
+        node = node.parent
+    return False
+
+
+def _min_width_for_animations(app, doctree, docname):
+    # The animation's <img> gets the width of its first frame's legibility limit; its frames are
+    # base64 PNGs in the same output.
+    for raw in doctree.findall(nodes.raw):
+        text = raw.astext()
+        if not ANIMATION_IMG.search(text) or not _in_cell_output(raw):
+            continue
+        frame = ANIMATION_FIRST_FRAME.search(text)
+        if not frame:
+            continue
+        # the base64 text is split over lines ending in a backslash (JavaScript line continuations)
+        width = legible_width(base64.b64decode(re.sub(r"[^A-Za-z0-9+/=]", "", frame.group(1))))
+        if width:
+            text = ANIMATION_IMG.sub(lambda m: f'{m.group(0)} style="min-width: {width}px"', text)
+            raw.replace(raw[0], nodes.Text(text))
+
+
+def _min_width_for_figures(app, pagename, templatename, context, doctree):
+    # The HTML writer has already pointed each image node's uri at its copy (../_images/...); its
+    # source is the candidate the image collector found (myst-nb's _build/jupyter_execute/...).
+    body = context.get("body")
+    if doctree is None or not body or "<img" not in body:
+        return
+    widths = {}
+    for image in doctree.findall(nodes.image):
+        source = (image.get("candidates") or {}).get("*")
+        if not source or not source.lower().endswith(".png") or not _in_cell_output(image):
+            continue
+        path = Path(app.srcdir, source)
+        width = legible_width(path.read_bytes()) if path.is_file() else None
+        if width:
+            widths[image["uri"]] = width
+
+    def styled(match):
+        tag = match.group(0)
+        src = IMG_SRC.search(tag)
+        width = widths.get(html.unescape(src.group(1))) if src else None
+        if width is None:
+            return tag
+        if IMG_STYLE.search(tag):  # a width or height given in the notebook: keep it, add the floor
+            return IMG_STYLE.sub(f'style="min-width: {width}px; ', tag, count=1)
+        return tag.replace("<img ", f'<img style="min-width: {width}px" ', 1)
+
+    if widths:
+        context["body"] = IMG_TAG.sub(styled, body)
+
+
 def setup(app):
     # MathJax (and the assets of any other extension that asks the policy) on every page, not
     # only on the pages with an equation in their body.
@@ -165,6 +269,8 @@ def setup(app):
     app.connect("html-page-context", _dedupe_scripts, priority=990)
     app.connect("html-page-context", _drop_cdn_font_awesome)
     app.connect("html-page-context", _mark_verdict_words)
+    app.connect("html-page-context", _min_width_for_figures)
     app.connect("doctree-resolved", _alt_text_for_animations)
+    app.connect("doctree-resolved", _min_width_for_animations)
     app.connect("build-finished", _prune_mathjax)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -35,6 +35,14 @@ PALETTE = {
 #: Introduced in the book: :ref:`leaders-to-winners` (chapter collisions).
 WEIGHT_CMAP = "RdBu_r"
 
+#: Tick label size of the book's figures, in points (matplotlib's ``xtick.labelsize``).
+#: The HTML book keeps every figure wide enough for these labels to show at 8 px or more
+#: (``_ext/polybook_sphinx.py``, ``tests/test_browser.py``).
+TICK_LABEL_PT = 9
+
+#: Resolution of the book's figures, in dots per inch (shown and saved alike).
+FIGURE_DPI = 110
+
 
 def use_style() -> None:
     """Set the book's matplotlib defaults (sizes for a laptop screen, light grid, no top/right spines).
@@ -44,11 +52,11 @@ def use_style() -> None:
     mpl.rcParams.update(
         {
             "figure.figsize": (6.4, 4.0),
-            "figure.dpi": 110,
+            "figure.dpi": FIGURE_DPI,
             # Opaque white, so figures stay readable in the book's dark theme.
             "figure.facecolor": "white",
             "savefig.facecolor": "white",
-            "savefig.dpi": 110,
+            "savefig.dpi": FIGURE_DPI,
             "figure.constrained_layout.use": True,
             "axes.spines.top": False,
             "axes.spines.right": False,
@@ -59,8 +67,8 @@ def use_style() -> None:
             "axes.labelsize": 10,
             "legend.fontsize": 9,
             "legend.frameon": False,
-            "xtick.labelsize": 9,
-            "ytick.labelsize": 9,
+            "xtick.labelsize": TICK_LABEL_PT,
+            "ytick.labelsize": TICK_LABEL_PT,
             "lines.linewidth": 1.8,
             "image.cmap": "viridis",
             "animation.embed_limit": 40.0,

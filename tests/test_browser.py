@@ -11,6 +11,13 @@ page's text (navigation, header and title included), every image has alt text th
 rather than naming its file, and no table shows as a paragraph of pipes. The three detectors are
 tested themselves on small HTML snippets, so that they provably flag what they are meant to flag.
 
+On every ``_toc.yml`` page, at a desktop's 1366 px and at a phone's 390 px, with every folded
+code cell and solution opened: no code or output block is wider than the text column (figures may
+pan sideways on a phone, and a table that cannot be narrower scrolls in its own frame: see
+WIDE_BLOCKS_JS for why), every figure's tick labels show at 8 px or more (from the PNG's width and
+dpi and the width the browser gives it), every explorer section shows a figure, and no cell output
+is an empty box. These detectors are tested on snippets too.
+
 On one chapter, at a phone's width and at a desktop's: the menu button opens and closes the
 chapter list, and the page shows one search control.
 
@@ -21,18 +28,24 @@ Chromium is missing.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import http.server
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import threading
+import zlib
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pytest
 import yaml
+
+from polybook.plots import TICK_LABEL_PT
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -138,6 +151,154 @@ PIPE_TABLE_JS = r"""
 """
 
 
+# The two widths a reader brings: a desktop's and a phone's (an iPhone 12 to 15 in portrait).
+DESKTOP = {"width": 1366, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+# Blocks wider than the text column (the article's content box): returns {too_wide, allowed}, each a
+# list of {what, width, column, text}. Checked: every shown <pre> (code cells, text outputs,
+# solutions, Markdown code blocks, the API page's examples), every cell output and every table in
+# a cell output. A block is too wide when its box reaches past the column or its content scrolls
+# sideways inside it (scrollWidth > clientWidth). Two exceptions, each reported under `allowed`:
+# - Figures pan sideways on a phone (allow_figures): a figure is kept at least as wide as its tick
+#   labels need to show at 8 px (an inline min-width from _ext/polybook_sphinx.py), and shrinking
+#   it further would make them unreadable. Its cell output scrolls; the output itself stays in the
+#   column, and nothing else in it may overflow. On a desktop a figure that pans is too wide.
+# - A table of numbers that cannot be narrower: even at its narrowest (min-content: every cell
+#   broken at every space) it is wider than the column, and breaking a number inside would misread
+#   it. It scrolls in its own frame (the nearest ancestor that scrolls), which must stay in the
+#   column. A table that is wide only because of its style is too wide.
+WIDE_BLOCKS_JS = r"""
+(allowFigures) => {
+  const art = document.querySelector("article.bd-article");
+  const style = getComputedStyle(art), box = art.getBoundingClientRect();
+  const left = box.left + parseFloat(style.paddingLeft), right = box.right - parseFloat(style.paddingRight);
+  const column = right - left;
+  // Shown: laid out and not inside a closed <details> (whose content keeps a box in Chromium).
+  const shown = (el) => {
+    const r = el.getBoundingClientRect();
+    return r.width > 0 && r.height > 0 && el.checkVisibility();
+  };
+  const outside = (el) => { const r = el.getBoundingClientRect(); return r.left < left - 1 || r.right > right + 1; };
+  const scrolls = (el) => /auto|scroll/.test(getComputedStyle(el).overflowX);
+  // How wide an element's content is with some of its descendants taken out of the layout.
+  const widthWithout = (el, aside) => {
+    const displays = aside.map((e) => e.style.display);
+    aside.forEach((e) => { e.style.display = "none"; });
+    const width = el.scrollWidth;
+    aside.forEach((e, i) => { e.style.display = displays[i]; });
+    return width;
+  };
+  const text = (el) => {
+    const words = (el.innerText || "").trim().replace(/\s+/g, " ");
+    const img = el.querySelector("img");
+    return (words || (img ? "figure: " + (img.alt || img.src) : el.tagName.toLowerCase())).slice(0, 70);
+  };
+  const entry = (what, el, width) =>
+    ({ what: what, width: Math.round(width), column: Math.round(column), text: text(el) });
+  const tooWide = [], allowed = [], framedTables = new Set();
+
+  for (const table of art.querySelectorAll(".cell_output table")) {
+    if (!shown(table)) continue;
+    const width = table.getBoundingClientRect().width;
+    if (width <= column + 1 && !outside(table)) continue;
+    const before = table.style.width;
+    table.style.width = "min-content";
+    const narrowest = table.getBoundingClientRect().width;
+    table.style.width = before;
+    let frame = table.parentElement;
+    while (frame && frame !== art && !scrolls(frame)) frame = frame.parentElement;
+    if (narrowest > column + 1 && frame && frame !== art && !outside(frame)) {
+      framedTables.add(table);
+      allowed.push(entry("table, " + Math.round(narrowest) + " px at its narrowest", table, width));
+    } else {
+      tooWide.push(entry("table", table, width));
+    }
+  }
+
+  for (const el of art.querySelectorAll("pre, .cell_output")) {
+    if (!shown(el)) continue;
+    if (el.scrollWidth <= el.clientWidth + 1 && !outside(el)) continue;
+    if (el.matches(".cell_output") && !outside(el) && scrolls(el)) {
+      // Set aside what may scroll (framed tables; figures on a phone) and measure again.
+      const tables = [...el.querySelectorAll("table")].filter((t) => framedTables.has(t));
+      if (widthWithout(el, tables) <= el.clientWidth + 1) continue;
+      const figures = allowFigures ? [...el.querySelectorAll("img, div.animation")] : [];
+      if (figures.length && widthWithout(el, tables.concat(figures)) <= el.clientWidth + 1) {
+        allowed.push(entry("figure pans", el, el.scrollWidth));
+        continue;
+      }
+    }
+    const width = Math.max(el.scrollWidth, el.getBoundingClientRect().width);
+    tooWide.push(entry(el.matches("pre") ? "pre" : "cell output", el, width));
+  }
+  return { too_wide: tooWide, allowed: allowed };
+}
+"""
+
+# The page itself wider than the window: the reader would pan the whole page, text column and
+# all, which no block check sees (an API signature, an equation or a word of inline code too long
+# for the line). Returns the innermost elements that reach past the window's right edge.
+PAGE_PANS_JS = r"""
+() => {
+  const width = document.documentElement.clientWidth;
+  if (document.documentElement.scrollWidth <= width + 1) return [];
+  const past = (e) => { const r = e.getBoundingClientRect(); return r.width > 0 && r.right > width + 1; };
+  const found = [...document.body.querySelectorAll("*")].filter((e) => past(e) && ![...e.children].some(past))
+    .slice(0, 8).map((e) => e.tagName.toLowerCase() + (typeof e.className === "string" && e.className
+      ? "." + e.className.split(" ")[0] : "") + ": " + (e.innerText || "").trim().replace(/\s+/g, " ").slice(0, 60));
+  return found.length ? found : ["the page is " + document.documentElement.scrollWidth + " px wide"];
+}
+"""
+
+# Every figure of a cell output, animations included, as the browser shows it: [{src, shown, alt}],
+# `shown` its rendered width in CSS pixels. Its tick labels' size is worked out in Python from the
+# PNG (small_tick_labels).
+FIGURES_JS = r"""
+() => [...document.querySelectorAll("article .cell_output img")]
+  .filter((img) => img.getBoundingClientRect().width > 0)
+  .map((img) => ({ src: img.currentSrc || img.src, shown: img.getBoundingClientRect().width,
+                   alt: (img.getAttribute("alt") || "").slice(0, 70) }))
+"""
+
+# Explorer sections: a section whose heading, after its number, starts with "Explore" ("Explore",
+# "Explorer", "6. Explore"). Returns [{title, images}], `images` the number of loaded images in it:
+# a static page has no kernel to drive the sliders, so it must show what the explorer draws.
+EXPLORERS_JS = r"""
+() => [...document.querySelectorAll("article section")].map((section) => {
+  const heading = section.querySelector(":scope > h1, :scope > h2, :scope > h3, :scope > h4, :scope > h5, :scope > h6");
+  const title = heading ? heading.textContent.replace(/#\s*$/, "").trim() : "";
+  return { section: section, title: title };
+}).filter((s) => /^(\d+(\.\d+)*\.?\s+)?Explore/.test(s.title)).map((s) => ({
+  title: s.title.slice(0, 60),
+  images: [...s.section.querySelectorAll("img")].filter((img) => img.complete && img.naturalWidth > 0).length,
+}))
+"""
+
+# Cell outputs a reader sees as nothing: no visible text and no loaded image (or svg, canvas,
+# video). A widget output with no widget state is one: the static page has no kernel to draw the
+# widget, so it needs a text/html fallback that says what the cell does. Returns "heading: html".
+EMPTY_OUTPUTS_JS = r"""
+() => [...document.querySelectorAll("article .cell_output")].filter((out) =>
+  !out.innerText.trim()
+  && ![...out.querySelectorAll("img")].some((img) => img.complete && img.naturalWidth > 0)
+  && !out.querySelector("svg, canvas, video")
+).map((out) => {
+  const section = out.closest("section");
+  const heading = section && section.querySelector("h1, h2, h3, h4, h5, h6");
+  const where = heading ? heading.textContent.replace(/#\s*$/, "").trim().slice(0, 50) : "(no section)";
+  return where + ": " + out.innerHTML.trim().replace(/\s+/g, " ").slice(0, 80);
+})
+"""
+
+# Opens every folded block (code cells folded behind "Show code cell source", solutions), so that
+# what they hold is measured too.
+OPEN_FOLDS_JS = "() => document.querySelectorAll('article details').forEach((d) => { d.open = true; })"
+
+#: The smallest tick label, in CSS pixels, that a figure may be shown with.
+MIN_TICK_PX = 8
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
@@ -179,9 +340,9 @@ def shots(tmp_path_factory):
     return tmp_path_factory.mktemp("screenshots")
 
 
-def open_page(browser, url: str, errors: list[str]):
+def open_page(browser, url: str, errors: list[str], viewport: dict = DESKTOP):
     """A new tab showing ``url``, with console errors, page errors and failed requests sent to ``errors``."""
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page = browser.new_page(viewport=viewport)
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("response", lambda r: errors.append(f"HTTP {r.status} for {r.url}") if r.status >= 400 else None)
@@ -214,8 +375,80 @@ def check_every_page(page, page_name: str) -> None:
     assert not unrendered, f"tables printed as paragraphs of pipes: {unrendered}"
 
 
+
+def png_width_and_dpi(data: bytes) -> tuple[int, float | None]:
+    """A PNG's width in pixels and its dots per inch, from its pHYs chunk (None without one)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    width = struct.unpack(">I", data[16:20])[0]
+    at = 8
+    while at + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[at:at + 8])
+        if kind == b"pHYs":
+            per_metre, _, unit = struct.unpack(">IIB", data[at + 8:at + 17])
+            return width, (per_metre * 0.0254 if unit == 1 else None)
+        if kind in (b"IDAT", b"IEND"):
+            break
+        at += 12 + length
+    return width, None
+
+
+def figure_png(src: str, built_html: Path | None) -> bytes | None:
+    """The PNG an <img> shows: decoded from a data: URL (animation frames) or read from the built book."""
+    if src.startswith("data:"):
+        head, _, payload = src.partition(",")
+        return base64.b64decode(payload) if head.startswith("data:image/png;base64") else None
+    path = built_html / unquote(urlparse(src).path).lstrip("/") if built_html else None
+    return path.read_bytes() if path and path.suffix.lower() == ".png" and path.is_file() else None
+
+
+def small_tick_labels(page, built_html: Path | None) -> list[str]:
+    """The figures on the page whose tick labels show below MIN_TICK_PX. A figure is drawn with
+    TICK_LABEL_PT-point tick labels at the dpi written in its PNG, so they are
+    TICK_LABEL_PT * dpi / 72 pixels tall at the PNG's own width, scaled by the width shown. A PNG
+    without a pHYs chunk was not drawn by matplotlib (savefig always writes one): not checked."""
+    small = []
+    for figure in page.evaluate(FIGURES_JS):
+        data = figure_png(figure["src"], built_html)
+        width, dpi = png_width_and_dpi(data) if data else (0, None)
+        if not dpi:
+            continue
+        tick_px = TICK_LABEL_PT * dpi / 72 * figure["shown"] / width
+        if tick_px < MIN_TICK_PX - 0.01:
+            small.append(f"{tick_px:.1f} px ({width} px at {dpi:.0f} dpi shown {figure['shown']:.0f} px wide): "
+                         f"{figure['alt'] or figure['src'][:70]}")
+    return small
+
+
+def wait_for_mathjax(page) -> None:
+    page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=20000)
+    page.evaluate("() => MathJax.startup.promise")
+
+
+def check_layout(page, built_html: Path, phone: bool) -> None:
+    """What a reader at this width must see, with every fold opened: no block wider than the text
+    column (figures pan on a phone only), legible figures, explorers that show a figure and no empty
+    cell output."""
+    page.evaluate(OPEN_FOLDS_JS)
+    width = page.viewport_size["width"]
+    # Fails when a code cell, text output, solution or table runs past the text column or scrolls
+    # sideways inside it (a line or a cell cut at the column's edge), or on a desktop a figure pans.
+    blocks = page.evaluate(WIDE_BLOCKS_JS, phone)
+    assert not blocks["too_wide"], f"at {width} px, blocks wider than the text column: {blocks['too_wide']}"
+    # Fails when the whole page scrolls sideways at this width.
+    pans = page.evaluate(PAGE_PANS_JS)
+    assert not pans, f"at {width} px the page is wider than the window; past its edge: {pans}"
+    # Fails when a figure is shown so narrow that its tick labels are below 8 px.
+    small = small_tick_labels(page, built_html)
+    assert not small, f"at {width} px, figures with tick labels below {MIN_TICK_PX} px: {small}"
+    # Fails when an explorer section shows no image: without a kernel it shows nothing the explorer draws.
+    blind = [s["title"] for s in page.evaluate(EXPLORERS_JS) if not s["images"]]
+    assert not blind, f"explorer sections without an image: {blind}"
+    # Fails when a cell output shows nothing (a widget without its text/html fallback).
+    empty = page.evaluate(EMPTY_OUTPUTS_JS)
+    assert not empty, f"cell outputs with no visible text and no image: {empty}"
+
 @pytest.mark.parametrize("page_name", PAGES)
-def test_page_renders_for_a_reader(page_name, site, browser, shots):
+def test_page_renders_for_a_reader(page_name, built_html, site, browser, shots):
     source = next((ROOT / f"{page_name}{ext}" for ext in (".ipynb", ".md") if (ROOT / f"{page_name}{ext}").exists()))
     text = source.read_text()
     errors: list[str] = []
@@ -268,8 +501,20 @@ def test_page_renders_for_a_reader(page_name, site, browser, shots):
             assert any(h.endswith(f"/exercises/{source.name}") for h in hrefs), "no link to the exercises-only notebook"
 
     page.screenshot(path=str(shots / f"{page_name.replace('/', '_')}.png"), full_page=False)
+    check_layout(page, built_html, phone=False)
     page.close()
     assert not errors, f"console errors: {errors}"
+
+
+@pytest.mark.parametrize("page_name", PAGES)
+def test_page_reads_on_a_phone(page_name, built_html, site, browser, shots):
+    errors: list[str] = []
+    page = open_page(browser, f"{site}/{page_name}.html", errors, viewport=PHONE)
+    wait_for_mathjax(page)
+    page.screenshot(path=str(shots / f"{page_name.replace('/', '_')}-phone.png"), full_page=False)
+    check_layout(page, built_html, phone=True)
+    page.close()
+    assert not errors, f"console errors at {PHONE['width']} px: {errors}"
 
 
 @pytest.mark.parametrize("page_name", GENERATED_PAGES)
@@ -421,3 +666,146 @@ def test_verdict_words_are_marked_and_references_are_labelled_as_cited(site, bro
     assert "LTS+23" not in text and "EHO+22" not in text, text[:500]
     page.close()
     assert not errors, f"console errors: {errors}"
+
+
+
+def png(width: int, height: int = 4, dpi: float | None = 110) -> str:
+    """A blank PNG of this size, with a pHYs chunk for ``dpi`` (none for None), as a data: URL."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    if dpi:
+        data += chunk(b"pHYs", struct.pack(">IIB", round(dpi / 0.0254), round(dpi / 0.0254), 1))
+    data += chunk(b"IDAT", zlib.compress(b"".join(b"\x00" + b"\xff" * width for _ in range(height))))
+    data += chunk(b"IEND", b"")
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+def column(body: str, width: int = 300) -> str:
+    """A snippet in a text column ``width`` px wide (with the article's padding), as on a book page."""
+    return f"<article class='bd-article' style='width: {width}px; padding: 0 10px'>{body}</article>"
+
+
+NUMBERS_ROW = "<tr>" + "".join(f"<td>{1000 + i}.{i:04d}</td>" for i in range(12)) + "</tr>"
+WIDE_BLOCK_CASES = [
+    # A code line past the column: cut (the browser's default white-space: pre).
+    (column("<pre>" + "x = 1; " * 80 + "</pre>"), False, True),
+    (column("<pre style='white-space: pre-wrap; overflow-wrap: anywhere'>" + "x = 1; " * 80 + "a" * 90 + "</pre>"),
+     False, False),
+    # A text output in a cell output that does not wrap, even on a phone.
+    (column("<div class='cell_output' style='overflow-x: auto'><pre>after 30000 minibatch steps: "
+            + "0.123 " * 60 + "</pre></div>"), True, True),
+    # A figure kept at its legible width pans: allowed on a phone, too wide on a desktop.
+    (column(f"<div class='cell_output' style='overflow-x: auto'><img src='{png(500)}' style='min-width: 400px;"
+            " max-width: 100%' alt='a figure'></div>"), True, False),
+    (column(f"<div class='cell_output' style='overflow-x: auto'><img src='{png(500)}' style='min-width: 400px;"
+            " max-width: 100%' alt='a figure'></div>"), False, True),
+    # ... but not a wide HTML block beside it.
+    (column(f"<div class='cell_output' style='overflow-x: auto'><img src='{png(500)}' style='min-width: 400px;"
+            " max-width: 100%' alt='a figure'><div style='width: 500px'>wide</div></div>"), True, True),
+    # A figure that spills out of a cell output that does not scroll.
+    (column(f"<div class='cell_output'><img src='{png(500)}' style='min-width: 400px' alt='a figure'></div>"
+            "<p>after</p>"), True, True),
+    # Twelve numbers a row cannot be narrower than the column: they scroll in their frame.
+    (column("<div class='cell_output'><div style='overflow-x: auto'><table>" + NUMBERS_ROW * 2
+            + "</table></div></div>"), False, False),
+    # ... but not out of the column, without a frame.
+    (column("<div class='cell_output'><table>" + NUMBERS_ROW * 2 + "</table></div>"), False, True),
+    # A table of words that could wrap, held wide by its style.
+    (column("<div class='cell_output'><div style='overflow-x: auto'><table style='width: 600px'><tr>"
+            "<td>a few words</td><td>more words here</td></tr></table></div></div>"), False, True),
+    (column("<div class='cell_output'><div style='overflow-x: auto'><table><tr><td>a few words</td>"
+            "<td>more words here</td></tr></table></div></div>"), False, False),
+    # A folded block is not shown, so not measured.
+    (column("<details><summary>Show</summary><pre>" + "x = 1; " * 80 + "</pre></details>"), False, False),
+]
+
+
+@pytest.mark.parametrize("html, allow_figures, flagged", WIDE_BLOCK_CASES)
+def test_wide_block_detector(html, allow_figures, flagged, browser):
+    # Fails when the detector misses a block wider than the column or flags an allowed one.
+    page = browser.new_page(viewport=DESKTOP)
+    page.set_content(f"<!doctype html><html><body style='margin: 0'>{html}</body></html>")
+    found = page.evaluate(WIDE_BLOCKS_JS, allow_figures)
+    page.close()
+    assert bool(found["too_wide"]) == flagged, f"detector said {found} for {html[:300]}"
+
+
+PAGE_PANS_CASES = [
+    ("<p>A <code>polybook.metrics.polysemantic_neurons_by_mass</code> name.</p>", 200, True),
+    ("<p>A <code style='overflow-wrap: anywhere'>polybook.metrics.polysemantic_neurons_by_mass</code> name.</p>",
+     200, False),
+    ("<div style='overflow-x: auto'><div style='width: 3000px'>a wide figure in its frame</div></div>", 390, False),
+    ("<div><div style='width: 3000px'>a wide block</div></div>", 390, True),
+]
+
+
+@pytest.mark.parametrize("html, width, flagged", PAGE_PANS_CASES)
+def test_page_pans_detector(html, width, flagged, browser):
+    # Fails when the detector misses a page wider than the window, or flags one that fits.
+    page = browser.new_page(viewport={"width": width, "height": 600})
+    page.set_content(f"<!doctype html><html><body>{html}</body></html>")
+    found = page.evaluate(PAGE_PANS_JS)
+    page.close()
+    assert bool(found) == flagged, f"detector said {found} for {html} at {width} px"
+
+
+TICK_CASES = [
+    # 704 px at 110 dpi: 9 pt labels are 13.75 px at full size.
+    (f"<img src='{png(704)}' alt='full size'>", 800, False),
+    # Shrunk to a 300 px column: 5.9 px.
+    (f"<img src='{png(704)}' style='max-width: 100%' alt='shrunk'>", 300, True),
+    # Held at its legible width (704 * 8 / 13.75 = 410 px): 8 px, panning.
+    (f"<img src='{png(704)}' style='min-width: 410px; max-width: 100%' alt='legible'>", 300, False),
+    # Drawn at 50 dpi: 6.25 px even at full size.
+    (f"<img src='{png(300, dpi=50)}' alt='low dpi'>", 800, True),
+    # No pHYs chunk: not a matplotlib figure, not checked.
+    (f"<img src='{png(704, dpi=None)}' style='max-width: 100%' alt='no dpi'>", 300, False),
+]
+
+
+@pytest.mark.parametrize("img, width, flagged", TICK_CASES)
+def test_tick_label_detector(img, width, flagged, browser):
+    # Fails when the tick label size from the PNG and the shown width misses a shrunk figure, or
+    # flags one shown large enough.
+    page = browser.new_page(viewport=DESKTOP)
+    output = f"<div class='cell_output' style='overflow-x: auto'>{img}</div>"
+    page.set_content(f"<!doctype html><html><body>{column(output, width)}</body></html>")
+    small = small_tick_labels(page, None)
+    page.close()
+    assert bool(small) == flagged, f"detector said {small} for a {width} px column: {img[:60]}"
+
+
+EXPLORER_CASES = [
+    (f"<section><h2>Explore</h2><p>Sliders.</p><div class='cell_output'><img src='{png(40)}' alt='f'></div></section>",
+     False),
+    ("<section><h2><span class='section-number'>6. </span>Explore<a class='headerlink'>#</a></h2>"
+     "<p>Sliders.</p></section>", True),
+    ("<section><h2>Explorer</h2><div class='cell_output'><script type='application/vnd.jupyter.widget-view+json'>"
+     "{}</script></div></section>", True),
+    (f"<section><h2>Explorer</h2><section><h3>Default</h3><img src='{png(40)}' alt='f'></section></section>", False),
+    ("<section><h2>Further reading</h2><p>No figure.</p></section>", False),
+    ("<section><h2>Exploring the loss</h2><p>Not an explorer: no figure needed.</p></section>", False),
+]
+
+EMPTY_OUTPUT_CASES = [
+    ("<div class='cell_output'><script type='application/vnd.jupyter.widget-view+json'>{}</script></div>", True),
+    ("<div class='cell_output'><div class='output text_html'><p style='display: none'>hidden</p></div></div>", True),
+    ("<div class='cell_output'><img src='missing.png' alt='a figure that did not load'></div>", True),
+    ("<div class='cell_output'><script type='application/vnd.jupyter.widget-view+json'>{}</script>"
+     "<p>In a live notebook the sliders redraw the figure above.</p></div>", False),
+    (f"<div class='cell_output'><img src='{png(40)}' alt='a figure'></div>", False),
+    ("<div class='cell_output'><pre>42</pre></div>", False),
+]
+
+
+@pytest.mark.parametrize("detector, html, flagged",
+                         [("EXPLORERS_JS", h, f) for h, f in EXPLORER_CASES]
+                         + [("EMPTY_OUTPUTS_JS", h, f) for h, f in EMPTY_OUTPUT_CASES])
+def test_explorer_and_empty_output_detectors(detector, html, flagged, browser):
+    # Fails when an explorer without a figure or an empty cell output goes unflagged, or a section
+    # that is no explorer, or an output that shows something, is flagged.
+    found = detect(browser, f"<article class='bd-article'>{html}</article>", globals()[detector])
+    bad = [s for s in found if not s["images"]] if detector == "EXPLORERS_JS" else found
+    assert bool(bad) == flagged, f"{detector} said {found} for {html[:200]}"

@@ -325,7 +325,7 @@ def _duration(seconds: float) -> str:
 def estimate_time(items: Sequence[Any], scale: str = "paper", device: str = "auto") -> str:
     """One line that prices a chapter's training before it runs: each of ``items`` (an experiment's
     name, taken at ``scale``, or a config with a ``flops()`` method, shown by its class name) at
-    its flop count over the rate :func:`measured_rate` times on ``device`` (``"auto"``: the GPU if
+    its flop count over the rate of a short timed training step on ``device`` (``"auto"``: the GPU if
     there is one), and their total.
 
     The price covers the training steps, which dominate every paper-scale run; analysis and

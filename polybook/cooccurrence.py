@@ -178,7 +178,8 @@ def falling_level(levels: Sequence[float], counts, fraction: float = 0.1, boot: 
     dict
         ``level`` (the crossing), ``lo`` and ``hi`` (the central ``level`` of the bootstrap
         crossings), ``grid`` (the first level of the grid whose mean is below the fraction, or
-        ``inf``) and ``fraction``.
+        ``inf``) and ``fraction``. Where the level-0 mean is 0 there is no fraction of it: the
+        numbers are NaN and a ``note`` says "too little data".
 
     Introduced in the book: :ref:`uniform-cooccurrence` (chapter cooccurrence).
 
@@ -196,8 +197,10 @@ def falling_level(levels: Sequence[float], counts, fraction: float = 0.1, boot: 
         raise ValueError(f"levels must start at 0 and increase, got {q.tolist()}")
     check.number("fraction", fraction, 0.0, maximum=1.0, strict=True)
     means = c.mean(axis=1)
-    if means[0] <= 0:
-        raise ValueError("the level-0 mean count must be above 0 for a fraction of it")
+    if means[0] <= 0:  # no count at level 0 (models trained a few steps): no fraction of it to fall to
+        nan = float("nan")
+        return {"level": nan, "lo": nan, "hi": nan, "grid": nan, "fraction": fraction,
+                "note": "too little data: the level-0 mean count is 0"}
     point = _crossing(q, means / means[0], fraction)
     below = np.nonzero(means / means[0] < fraction)[0]
     rng = np.random.default_rng(seed)

@@ -19,7 +19,7 @@ import math
 
 from .display import glue
 
-__all__ = ["separation", "record_verdict"]
+__all__ = ["separation", "record_verdict", "z_score"]
 
 #: The words a verdict may take. "unfinished" is for runs that have not met the book's finish rule
 #: (an unfinished run is never evidence); "a finding" is for rows the paper never claimed, which
@@ -27,6 +27,22 @@ __all__ = ["separation", "record_verdict"]
 #: training dynamics whose answer differs between gradient descent and AdamW.
 WORDS: tuple[str, ...] = ("holds", "holds with a correction", "does not hold here", "depends on the optimiser",
                           "unfinished", "untested", "a finding")
+
+
+def z_score(difference: float, se: float) -> float:
+    """``difference / se``: how many standard errors a difference is. Where ``se`` is 0 (every model
+    gave the same number, as after a few steps of training) it is NaN for no difference and an
+    infinity of the difference's sign otherwise, instead of a ``ZeroDivisionError``.
+
+    Introduced in the book: :doc:`/book/cooccurrence` (chapter cooccurrence).
+
+    >>> z_score(0.5, 0.25), z_score(0.0, 0.0), z_score(-1.0, 0.0)
+    (2.0, nan, -inf)
+    """
+    difference, se = float(difference), float(se)
+    if se > 0:
+        return difference / se
+    return math.copysign(math.inf, difference) if difference else math.nan
 
 
 def separation(expected_if_true: float, expected_if_false: float, se: float) -> float:

@@ -323,7 +323,7 @@ def test_the_explorer_offers_the_chapters_controls():
     pytest.importorskip("ipywidgets")
     from polybook.views import noise as nv
 
-    controls = {w.description: w for w in nv.explorer().widget.children if hasattr(w, "value")}
+    controls = {w.description: w for w in nv.explorer().children if hasattr(w, "value")}
     assert list(controls["family"].options) == list(nz.FAMILIES) and controls["family"].value == "bernoulli"
     sigma = controls["sigma"]
     assert (sigma.base, sigma.min, sigma.max, sigma.step, sigma.readout_format) == (10, -1.7, -0.5, 0.05, ".3f")

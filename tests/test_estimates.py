@@ -59,3 +59,28 @@ def test_the_command_line_refuses_a_huge_field_with_exit_2():
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("polybook: error: winners at book scale needs about ")
     assert "GiB at its peak" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_estimate_time_prices_the_uncapped_configs_and_names_each(monkeypatch):
+    import re
+
+    from polybook.experiments import estimate_time
+
+    monkeypatch.setattr(runner, "measured_rate", lambda device: 1e9)  # 1 GFLOP/s: seconds = GFLOP
+    line = estimate_time(["collisions", "winners"], "paper", device="cpu")
+    paper = [get_experiment(n).paper.flops() / 1e9 for n in ("collisions", "winners")]
+    # Fails if an experiment is left out of the line or priced at another config's work.
+    assert re.search(r"collisions [0-9.]+ h, winners [0-9.]+ h; about [0-9.]+ h in all", line), line
+    assert f"{sum(paper) / 3600:.1f} h in all" in line, (line, paper)
+    # Under the smoke cap the configs run two steps, but the price is still the full run's.
+    monkeypatch.setenv("POLYBOOK_SMOKE_STEPS", "2")
+    capped = estimate_time(["collisions", "winners"], "paper", device="cpu")
+    assert f"{sum(paper) / 3600:.1f} h in all" in capped and "caps every run at 2 steps" in capped, capped
+
+
+@pytest.mark.parametrize("items", [[], "collisions", ["no-such-experiment"], [object()]])
+def test_estimate_time_refuses_what_it_cannot_price(items):
+    from polybook.experiments import estimate_time
+
+    with pytest.raises(ValueError):  # fails if a bad list is priced as nothing instead of refused
+        estimate_time(items, "paper", device="cpu")

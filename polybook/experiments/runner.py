@@ -328,8 +328,9 @@ def estimate_time(items: Sequence[Any], scale: str = "paper", device: str = "aut
     its flop count over the rate of a short timed training step on ``device`` (``"auto"``: the GPU if
     there is one), and their total.
 
-    The price covers the training steps, which dominate every paper-scale run; analysis and
-    plotting come on top. Under ``POLYBOOK_SMOKE_STEPS`` the price is still that of the full
+    The price covers the arithmetic of the training steps, which dominates every long paper-scale
+    run; analysis and plotting come on top, and a short run of small models is bound by the fixed
+    cost of each step instead, which the line then says. Under ``POLYBOOK_SMOKE_STEPS`` the price is still that of the full
     configs, and the line adds that this execution is capped and takes far less.
 
     >>> line = estimate_time(["collisions"], "book", device="cpu")
@@ -358,6 +359,8 @@ def estimate_time(items: Sequence[Any], scale: str = "paper", device: str = "aut
             f"{', '.join(parts)}; about {_duration(total)} in all")
     if dev.type == "cpu" and total > 600:
         line += " (a GPU runtime is far faster)"
+    elif total < 600:
+        line += " (arithmetic only: small models are bound by the fixed cost of each step, so expect longer)"
     if (cap := smoke_steps()) is not None:
         line += f". {SMOKE_ENV}={cap} caps every run at {cap} steps: this execution takes far less"
     return line + "."

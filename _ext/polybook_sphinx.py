@@ -43,7 +43,6 @@ import html
 import math
 import re
 import shutil
-import struct
 from pathlib import Path
 
 from docutils import nodes
@@ -174,29 +173,11 @@ IMG_SRC = re.compile(r'\bsrc="([^"]*)"')
 IMG_STYLE = re.compile(r'\bstyle="')
 
 
-def png_width_and_dpi(data: bytes) -> tuple[int, float | None]:
-    """A PNG's width in pixels and its resolution in dots per inch (None when it has no ``pHYs`` chunk
-    in metres, e.g. a PNG that matplotlib did not write)."""
-    if data[:8] != b"\x89PNG\r\n\x1a\n":
-        raise ValueError("not a PNG")
-    width = struct.unpack(">I", data[16:20])[0]
-    at = 8
-    while at + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[at:at + 8])
-        if kind == b"pHYs":
-            per_metre, _, unit = struct.unpack(">IIB", data[at + 8:at + 17])
-            return width, (per_metre * 0.0254 if unit == 1 else None)
-        if kind in (b"IDAT", b"IEND"):
-            break  # pHYs comes before the image data
-        at += 12 + length
-    return width, None
-
-
 def legible_width(data: bytes) -> int | None:
     """The width in CSS pixels at which a figure's tick labels show at :data:`MIN_TICK_PX`, never more
     than the PNG's own width (a figure drawn too small is not blown up: it stays too small, and
     tests/test_browser.py says so); None for a PNG without a resolution."""
-    from polybook.plots import TICK_LABEL_PT
+    from polybook.plots import TICK_LABEL_PT, png_width_and_dpi
 
     width, dpi = png_width_and_dpi(data)
     if not dpi:

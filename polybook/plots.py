@@ -7,6 +7,8 @@ always black, and so on); weight matrices use a diverging map centred on zero.
 
 from __future__ import annotations
 
+import struct
+
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
@@ -95,3 +97,21 @@ def weight_heatmap(ax: plt.Axes, W, title: str | None = None, vmax: float | None
         ax.figure.colorbar(im, ax=ax, shrink=0.85, label="$W_{ik}$")
     return im
 
+
+def png_width_and_dpi(data: bytes) -> tuple[int, float | None]:
+    """A PNG's width in pixels and its resolution in dots per inch (None when it has no ``pHYs`` chunk
+    in metres, e.g. a PNG that matplotlib did not write). The book's build and its browser test read
+    a figure's legibility from these two numbers and :data:`TICK_LABEL_PT`."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG")
+    width = struct.unpack(">I", data[16:20])[0]
+    at = 8
+    while at + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[at:at + 8])
+        if kind == b"pHYs":
+            per_metre, _, unit = struct.unpack(">IIB", data[at + 8:at + 17])
+            return width, (per_metre * 0.0254 if unit == 1 else None)
+        if kind in (b"IDAT", b"IEND"):
+            break  # pHYs comes before the image data
+        at += 12 + length
+    return width, None

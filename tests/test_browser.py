@@ -45,7 +45,7 @@ from urllib.parse import unquote, urlparse
 import pytest
 import yaml
 
-from polybook.plots import TICK_LABEL_PT
+from polybook.plots import TICK_LABEL_PT, png_width_and_dpi
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -374,22 +374,6 @@ def check_every_page(page, page_name: str) -> None:
     unrendered = page.evaluate(PIPE_TABLE_JS)
     assert not unrendered, f"tables printed as paragraphs of pipes: {unrendered}"
 
-
-
-def png_width_and_dpi(data: bytes) -> tuple[int, float | None]:
-    """A PNG's width in pixels and its dots per inch, from its pHYs chunk (None without one)."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    width = struct.unpack(">I", data[16:20])[0]
-    at = 8
-    while at + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[at:at + 8])
-        if kind == b"pHYs":
-            per_metre, _, unit = struct.unpack(">IIB", data[at + 8:at + 17])
-            return width, (per_metre * 0.0254 if unit == 1 else None)
-        if kind in (b"IDAT", b"IEND"):
-            break
-        at += 12 + length
-    return width, None
 
 
 def figure_png(src: str, built_html: Path | None) -> bytes | None:
